@@ -90,7 +90,7 @@ def test_handshake_and_echo_stream():
 def test_refused_handshake_reaches_client():
     clock = Clock()
     sh, ch = Handler(accept=False), Handler()
-    server, client, pump = connect(sh, ch, clock)
+    _server, _client, _pump = connect(sh, ch, clock)
     assert ch.lost and ch.lost[0][0] == ErrorCode.AUTH_FAILED
     assert "wrong secret" in ch.lost[0][1]
     assert sh.lost and sh.lost[0][0] == ErrorCode.AUTH_FAILED
@@ -110,7 +110,7 @@ def test_paused_reader_holds_window_and_others_flow():
             stream.pauseProducing()
 
     ch.on_open = on_open
-    server, client, pump = connect(sh, ch, clock, limits=limits)
+    server, _client, pump = connect(sh, ch, clock, limits=limits)
     streams = [server.open_stream({"n": n}, Collect()) for n in range(3)]
     for s in streams:
         s.write(b"x" * 1_000_000)
@@ -130,7 +130,7 @@ def test_paused_reader_holds_window_and_others_flow():
 def test_ping_timeout_declares_peer_dead():
     clock = Clock()
     sh, ch = Handler(), Handler()
-    server, client, pump = connect(sh, ch, clock)
+    _server, client, pump = connect(sh, ch, clock)
     # From now on nothing the client sends reaches the server.
     client.transport.write = lambda data: None
     for _ in range(3):

@@ -413,7 +413,7 @@ class TunnelProtocol(Protocol):
             return
         self._ended = True
         self._stop_timers()
-        reason = Failure(StreamReset(code or ErrorCode.CANCEL, f"tunnel closed: {message}", by_peer))
+        reason = Failure(StreamReset(code or ErrorCode.GOING_AWAY, f"tunnel closed: {message}", by_peer))
         for stream in list(self.streams.values()):
             stream.closed(reason)
         self.streams.clear()

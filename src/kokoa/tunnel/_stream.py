@@ -165,7 +165,8 @@ class TunnelStream:
         self._deliver()
 
     def stopProducing(self) -> None:
-        self.abortConnection()
+        """What a TCP transport does: close (gracefully: queued data still goes)."""
+        self.loseConnection()
 
     # ----------------------------------------------------------- called by the tunnel
 

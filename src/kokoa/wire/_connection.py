@@ -187,7 +187,9 @@ class Connection:
 
     def stream_state(self, stream_id: int) -> StreamState:
         stream = self._streams.get(stream_id)
-        return stream.state if stream else StreamState.CLOSED
+        if stream is not None:
+            return stream.state
+        return StreamState.CLOSED if self._was_opened(stream_id) else StreamState.IDLE
 
     def open_stream(self, metadata: dict, fin: bool = False) -> int:
         """Open a stream carrying ``metadata``; returns its id."""
@@ -218,6 +220,8 @@ class Connection:
         """Queue stream data; it leaves as the peer's window allows."""
         stream = self._stream_for_send(stream_id)
         if data:
+            if stream.fin_queued:
+                raise ProtocolError(ErrorCode.STREAM_CLOSED, f"stream {stream_id} already ended")
             self._step(stream, StreamInput.SEND_DATA)
             stream.outbound.append(bytes(data))
             stream.outbound_bytes += len(data)
@@ -238,8 +242,12 @@ class Connection:
 
     def reset_stream(self, stream_id: int, code: ErrorCode | int, reason: str = "") -> None:
         """Abort a stream in both directions; queued outbound data is dropped."""
+        if self.state is not SessionState.OPEN:
+            return  # the session is over: every stream is gone already
         stream = self._streams.get(stream_id)
-        if stream is None or self.state is not SessionState.OPEN:
+        if stream is None:
+            if not self._was_opened(stream_id):
+                raise ProtocolError(ErrorCode.STREAM_CLOSED, f"stream {stream_id} was never opened")
             return  # already gone: resetting twice is harmless
         self._step(stream, StreamInput.SEND_RESET)
         self._queue_control(FrameType.RESET, stream_id, encode_reset(code, _clip(reason)))
@@ -250,6 +258,12 @@ class Connection:
         stream = self._streams.get(stream_id)
         if stream is None or size <= 0 or self.state is SessionState.CLOSED:
             return
+        unacknowledged = stream.recv_window - stream.recv_credit - stream.consumed
+        if size > unacknowledged:
+            raise ProtocolError(
+                ErrorCode.FLOW_CONTROL_ERROR,
+                f"acknowledged {size} bytes on stream {stream_id}, only {unacknowledged} are unacknowledged",
+            )
         stream.consumed += size
         if stream.state in (StreamState.HALF_CLOSED_REMOTE, StreamState.CLOSED):
             return  # the peer sends no more: no credit needed
@@ -482,7 +496,7 @@ class Connection:
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "expected WELCOME or GOAWAY")
         welcome = decode_json(frame.payload, "WELCOME")
         version = welcome.get("version")
-        if version not in self.versions:
+        if type(version) is not int or version not in self.versions:
             raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION, f"gateway chose unknown version {version!r}")
         self.peer = PeerSettings.from_wire(welcome.get("settings", {}))
         self.version = version
@@ -613,10 +627,13 @@ class Connection:
         stream = self._streams.get(sid)
         if stream is not None:
             return stream
-        opened = sid < self._next_local_id if self._is_local_id(sid) else sid <= self._highest_peer_id
-        if not opened:
+        if not self._was_opened(sid):
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, f"frame for stream {sid}, which was never opened")
         return None
+
+    def _was_opened(self, sid: int) -> bool:
+        """Whether ``sid`` left the idle state (ids are used in increasing order)."""
+        return sid < self._next_local_id if self._is_local_id(sid) else sid <= self._highest_peer_id
 
     def _step(self, stream: _Stream, inp: StreamInput) -> None:
         """A local transition: misuse raises ProtocolError to the caller."""
@@ -692,9 +709,11 @@ class Connection:
         self, code: int, message: str, send: bool, by_peer: bool = False
     ) -> ev.ConnectionTerminated:
         if send:
+            # Until the handshake is over the peer reads only HANDSHAKE_VERSION frames.
+            in_handshake = self.state is SessionState.HANDSHAKE
             self._out.append(
                 encode_frame(
-                    self.version or HANDSHAKE_VERSION,
+                    HANDSHAKE_VERSION if in_handshake else self.version or HANDSHAKE_VERSION,
                     FrameType.GOAWAY,
                     0,
                     0,

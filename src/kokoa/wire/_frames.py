@@ -156,7 +156,11 @@ class FrameDecoder:
                     break
                 header = HEADER.unpack_from(buf, pos)
                 pos += HEADER_SIZE
-                self._check_length(header[1], header[4])
+                try:
+                    self._check_length(header[1], header[4])
+                except ProtocolError:
+                    buf.clear()  # the stream is unusable: keep none of it
+                    raise
                 self._header = header
             version, ftype, flags, stream_id, length = self._header
             if len(buf) - pos < length:

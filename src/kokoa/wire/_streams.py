@@ -64,9 +64,11 @@ def _build() -> dict[tuple[StreamState, StreamInput], tuple[StreamState, Action]
                     table[key] = (S.CLOSED, A.OK if state is not S.CLOSED else A.IGNORE)
             elif inp.name.startswith("SEND"):
                 table[key] = (state, A.LOCAL_ERROR)
+            elif inp is I.RECV_OPEN:
+                table[key] = (state, A.CONNECTION_ERROR)  # a stream id is opened once, ever
             elif state is S.CLOSED:
                 table[key] = (state, A.IGNORE)  # frames in flight when we closed it
-            elif inp is I.RECV_OPEN or state is S.IDLE:
+            elif state is S.IDLE:
                 table[key] = (state, A.CONNECTION_ERROR)
             else:
                 table[key] = (state, A.STREAM_ERROR)  # data or FIN after the peer's FIN

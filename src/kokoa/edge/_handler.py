@@ -1,0 +1,132 @@
+"""The edge's side of a tunnel: serve the gateway's streams by connecting to local targets."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from twisted.internet import endpoints, error
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from kokoa.tunnel import Refusal, TunnelProtocol, TunnelStream, pair
+from kokoa.wire import ErrorCode
+
+#: Seconds to wait for a target to accept a connection.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+_ADVICE = {
+    ErrorCode.AUTH_FAILED: "check --site and the secret (KOKOA_SITE_SECRET or --secret-file)",
+    ErrorCode.SITE_DISABLED: "an administrator disabled this site on the gateway",
+    ErrorCode.UNSUPPORTED_VERSION: "the edge and the gateway speak different protocol versions: "
+    "upgrade the older one",
+}
+
+
+class TargetPolicy:
+    """Which targets the edge will connect to: those the gateway configured for this
+    site, narrowed by the edge's own ``--allow`` list when one is given."""
+
+    def __init__(self, allow: list[str] | None = None) -> None:
+        self.configured: set[str] = set()
+        self.allow = list(allow or [])
+
+    def permits(self, target: str) -> bool:
+        if target not in self.configured:
+            return False
+        return not self.allow or any(_matches(rule, target) for rule in self.allow)
+
+
+def _matches(rule: str, target: str) -> bool:
+    """``host:port``, ``host:*`` or ``CIDR`` (any port)."""
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    if "/" in rule:
+        try:
+            return ipaddress.ip_address(host) in ipaddress.ip_network(rule, strict=False)
+        except ValueError:
+            return False
+    rule_host, _, rule_port = rule.rpartition(":")
+    return rule_host.strip("[]") == host and rule_port in ("*", port)
+
+
+class EdgeHandler:
+    """ITunnelHandler for the tunnels this edge holds."""
+
+    log = Logger()
+
+    def __init__(
+        self, reactor, policy: TargetPolicy, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    ) -> None:
+        self.reactor = reactor
+        self.policy = policy
+        self.connect_timeout = connect_timeout
+        self.tunnels: set[TunnelProtocol] = set()
+
+    def hello_received(self, tunnel, hello):
+        raise Refusal(ErrorCode.PROTOCOL_ERROR, "the edge does not accept tunnels")
+
+    def tunnel_ready(self, tunnel: TunnelProtocol, info: dict) -> None:
+        self.tunnels.add(tunnel)
+        self._set_targets(info.get("targets", []))
+        self.log.info(
+            "connected to gateway {peer} as site {site!r} ({n} tunnel(s) up); targets: {targets}",
+            peer=tunnel.peer_name,
+            site=info.get("site_name", info.get("site")),
+            n=len(self.tunnels),
+            targets=", ".join(sorted(self.policy.configured)) or "none yet",
+        )
+
+    def control_received(self, tunnel: TunnelProtocol, message: dict) -> None:
+        if message.get("type") == "config":
+            self._set_targets(message.get("targets", []))
+            self.log.info("configuration updated; targets: {t}", t=", ".join(sorted(self.policy.configured)))
+
+    def tunnel_lost(self, tunnel: TunnelProtocol, code: int, message: str) -> None:
+        self.tunnels.discard(tunnel)
+        advice = _ADVICE.get(code)
+        if advice:
+            self.log.error(
+                "the gateway refused this edge: {code}: {message}. What to do: {advice}",
+                code=ErrorCode.describe(code),
+                message=message,
+                advice=advice,
+            )
+        else:
+            self.log.info(
+                "tunnel to {peer} closed ({code}: {message}); reconnecting",
+                peer=tunnel.peer_name,
+                code=ErrorCode.describe(code),
+                message=message,
+            )
+
+    def stream_opened(self, tunnel: TunnelProtocol, stream: TunnelStream) -> None:
+        target = stream.metadata.get("target")
+        if not isinstance(target, str) or not self.policy.permits(target):
+            self.log.warn("refused a stream to {target!r}: not a configured target", target=target)
+            raise Refusal(ErrorCode.UNKNOWN_TARGET, f"target {target!r} is not configured for this site")
+        host, _, port = target.rpartition(":")
+        stream_side, target_side = pair(f"stream {stream.stream_id}", f"target {target}")
+        stream.pauseProducing()  # hold the client's bytes (within the window) until connected
+        stream.attach(stream_side)
+        endpoint = endpoints.HostnameEndpoint(
+            self.reactor, host.strip("[]"), int(port), timeout=self.connect_timeout
+        )
+        d = endpoint.connect(Factory.forProtocol(lambda: target_side))
+        d.addErrback(self._connect_failed, stream, target)
+
+    def _connect_failed(self, failure, stream: TunnelStream, target: str) -> None:
+        if failure.check(error.ConnectionRefusedError):
+            code, reason = ErrorCode.CONNECT_REFUSED, f"connection to {target} refused"
+        elif failure.check(error.TimeoutError):
+            code, reason = (
+                ErrorCode.CONNECT_TIMEOUT,
+                f"no answer from {target} within {self.connect_timeout:g}s",
+            )
+        else:
+            code, reason = ErrorCode.TARGET_UNREACHABLE, f"cannot reach {target}: {failure.getErrorMessage()}"
+        self.log.warn("stream {sid}: {reason}", sid=stream.stream_id, reason=reason)
+        stream.reset(code, reason)
+
+    def _set_targets(self, targets) -> None:
+        if isinstance(targets, list) and all(isinstance(t, str) for t in targets):
+            self.policy.configured = set(targets)

@@ -1,0 +1,161 @@
+"""The gateway's settings: defaults, overridden by the TOML file, overridden by flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kokoa.config import (
+    ConfigError,
+    check_keys,
+    get_number,
+    get_str,
+    get_str_list,
+    load_toml,
+    parse_host_port,
+    parse_limits,
+)
+from kokoa.secrets import PREFIX
+from kokoa.tunnel import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT
+from kokoa.wire import Limits
+
+from ._model import Site, TCPResource
+
+DEFAULT_TUNNEL = "tcp:7443"
+DEFAULT_TUNNEL_WS = "tcp:7444"
+DEFAULT_API = "tcp:7000:interface=127.0.0.1"
+DEFAULT_WS_PATH = "/tunnel"
+
+_TOP_KEYS = {
+    "data_dir",
+    "tunnel",
+    "tunnel_ws",
+    "ws_path",
+    "api",
+    "tls_cert",
+    "tls_key",
+    "hostnames",
+    "limits",
+    "keepalive",
+    "sites",
+    "resources",
+}
+
+
+@dataclass
+class GatewayConfig:
+    data_dir: Path = Path("data")
+    tunnel: list[str] = field(default_factory=lambda: [DEFAULT_TUNNEL])
+    tunnel_ws: list[str] = field(default_factory=lambda: [DEFAULT_TUNNEL_WS])
+    ws_path: str = DEFAULT_WS_PATH
+    api: str | None = DEFAULT_API
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    hostnames: list[str] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
+    ping_interval: float = DEFAULT_PING_INTERVAL
+    ping_timeout: float = DEFAULT_PING_TIMEOUT
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    sites: list[Site] = field(default_factory=list)
+    resources: list[TCPResource] = field(default_factory=list)
+
+
+def load_gateway_config(path: str | Path | None) -> GatewayConfig:
+    """Read a gateway TOML file (paths in it are relative to the file)."""
+    config = GatewayConfig()
+    if path is None:
+        return config
+    path = Path(path)
+    raw = load_toml(path)
+    where = str(path)
+    check_keys(raw, _TOP_KEYS, where)
+    base = path.parent
+
+    def rel(value: str | None) -> Path | None:
+        return None if value is None else base / value
+
+    if "data_dir" in raw:
+        config.data_dir = rel(get_str(raw, "data_dir", where))
+    for key in ("tunnel", "tunnel_ws", "hostnames"):
+        value = get_str_list(raw, key, where)
+        if value is not None:
+            setattr(config, key, value)
+    config.ws_path = get_str(raw, "ws_path", where, DEFAULT_WS_PATH)
+    if not config.ws_path.startswith("/"):
+        raise ConfigError(f"{where}: ws_path must start with /")
+    if "api" in raw:
+        config.api = get_str(raw, "api", where)
+    config.tls_cert = rel(get_str(raw, "tls_cert", where))
+    config.tls_key = rel(get_str(raw, "tls_key", where))
+    config.limits = parse_limits(raw.get("limits"), f"{where} [limits]")
+    keepalive = raw.get("keepalive", {})
+    check_keys(keepalive, {"ping_interval", "ping_timeout", "handshake_timeout"}, f"{where} [keepalive]")
+    config.ping_interval = get_number(
+        keepalive, "ping_interval", f"{where} [keepalive]", DEFAULT_PING_INTERVAL
+    )
+    config.ping_timeout = get_number(keepalive, "ping_timeout", f"{where} [keepalive]", DEFAULT_PING_TIMEOUT)
+    config.handshake_timeout = get_number(
+        keepalive, "handshake_timeout", f"{where} [keepalive]", DEFAULT_HANDSHAKE_TIMEOUT
+    )
+    config.sites = _parse_sites(raw.get("sites", []), where)
+    config.resources = _parse_resources(raw.get("resources", []), config.sites, where)
+    return config
+
+
+def _parse_sites(entries, where: str) -> list[Site]:
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: [[sites]] must be an array of tables")
+    sites, ids = [], set()
+    for i, entry in enumerate(entries):
+        at = f"{where} sites[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at}: must be a table")
+        check_keys(entry, {"id", "name", "secret_hash", "enabled"}, at)
+        site_id = get_str(entry, "id", at, required=True)
+        secret_hash = get_str(entry, "secret_hash", at, required=True)
+        if not secret_hash.startswith(PREFIX) or len(secret_hash) != len(PREFIX) + 64:
+            raise ConfigError(
+                f"{at}: secret_hash must be '{PREFIX}' and 64 hex digits (make one with `kokoa site-secret`)"
+            )
+        if site_id in ids:
+            raise ConfigError(f"{at}: duplicate site id {site_id!r}")
+        ids.add(site_id)
+        enabled = entry.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{at}: enabled must be true or false")
+        sites.append(Site(site_id, get_str(entry, "name", at, site_id), secret_hash, enabled))
+    return sites
+
+
+def _parse_resources(entries, sites: list[Site], where: str) -> list[TCPResource]:
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: [[resources]] must be an array of tables")
+    site_ids = {s.id for s in sites}
+    resources, names = [], set()
+    for i, entry in enumerate(entries):
+        at = f"{where} resources[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at}: must be a table")
+        check_keys(entry, {"name", "site", "listen", "port", "target", "enabled"}, at)
+        name = get_str(entry, "name", at, required=True)
+        if name in names:
+            raise ConfigError(f"{at}: duplicate resource name {name!r}")
+        names.add(name)
+        site = get_str(entry, "site", at, required=True)
+        if site not in site_ids:
+            raise ConfigError(f"{at}: site {site!r} is not defined in [[sites]]")
+        if "port" in entry and "listen" in entry:
+            raise ConfigError(f"{at}: give either port or listen, not both")
+        if "port" in entry:
+            port = entry["port"]
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+                raise ConfigError(f"{at}: port must be an integer from 1 to 65535")
+            listen = f"tcp:{port}"
+        else:
+            listen = get_str(entry, "listen", at, required=True)
+        host, target_port = parse_host_port(get_str(entry, "target", at, required=True), f"{at} target")
+        enabled = entry.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{at}: enabled must be true or false")
+        resources.append(TCPResource(name, site, listen, host, target_port, enabled))
+    return resources

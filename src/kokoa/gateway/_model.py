@@ -1,0 +1,96 @@
+"""What the gateway serves: sites, TCP resources, and the directory they come from.
+
+``ISiteDirectory`` is the seam between the data plane and wherever the
+configuration lives: the config file today (:class:`StaticSiteDirectory`), the
+store later. The data plane reads it from memory only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from zope.interface import Interface, implementer
+
+from kokoa.secrets import verify_secret
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """A private network whose edge dials in."""
+
+    id: str
+    name: str
+    secret_hash: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TCPResource:
+    """A public TCP listener forwarded to ``target`` next to the site's edge."""
+
+    name: str
+    site_id: str
+    listen: str  # a Twisted server endpoint string, e.g. "tcp:2222"
+    target_host: str
+    target_port: int
+    enabled: bool = True
+
+    @property
+    def target(self) -> str:
+        host = f"[{self.target_host}]" if ":" in self.target_host else self.target_host
+        return f"{host}:{self.target_port}"
+
+
+class AuthenticationFailed(Exception):
+    """A site's credentials were refused; the message is safe to show the edge."""
+
+
+class ISiteDirectory(Interface):
+    """Sites and resources, as the data plane sees them."""
+
+    def authenticate(site_id, secret):
+        """Return the Site for valid credentials, or raise AuthenticationFailed."""
+
+    def site(site_id):
+        """The Site with this id, or None."""
+
+    def tcp_resources():
+        """Every TCP resource, enabled or not."""
+
+    def targets_for(site_id):
+        """The set of "host:port" targets that the site's edge may be asked to reach."""
+
+    def subscribe(callback):
+        """Call ``callback()`` after every change."""
+
+
+@implementer(ISiteDirectory)
+class StaticSiteDirectory:
+    """Sites and resources fixed at start (from the config file)."""
+
+    def __init__(self, sites: list[Site], resources: list[TCPResource]) -> None:
+        self._sites = {s.id: s for s in sites}
+        self._resources = list(resources)
+        self._subscribers: list[Callable[[], None]] = []
+
+    def authenticate(self, site_id: str, secret: str) -> Site:
+        site = self._sites.get(site_id)
+        # Same message for an unknown site and a wrong secret: no site enumeration.
+        if site is None or not verify_secret(secret, site.secret_hash):
+            raise AuthenticationFailed(f"site id {site_id!r} and secret do not match a site of this gateway")
+        if not site.enabled:
+            raise AuthenticationFailed(f"site {site.name!r} is disabled on this gateway")
+        return site
+
+    def site(self, site_id: str) -> Site | None:
+        return self._sites.get(site_id)
+
+    def tcp_resources(self) -> list[TCPResource]:
+        return list(self._resources)
+
+    def targets_for(self, site_id: str) -> set[str]:
+        return {r.target for r in self._resources if r.site_id == site_id and r.enabled}
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self._subscribers.append(callback)

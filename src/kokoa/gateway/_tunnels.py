@@ -1,0 +1,87 @@
+"""The gateway's side of a tunnel: authenticate the edge, register it, push its config."""
+
+from __future__ import annotations
+
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from kokoa import __version__
+from kokoa.tunnel import Refusal, TunnelProtocol
+from kokoa.wire import ErrorCode, Limits, Role
+
+from ._model import AuthenticationFailed, ISiteDirectory
+from ._registry import TunnelRegistry
+
+
+class GatewayTunnelHandler:
+    """ITunnelHandler for edges connecting to this gateway."""
+
+    log = Logger()
+
+    def __init__(self, directory: ISiteDirectory, registry: TunnelRegistry) -> None:
+        self.directory = directory
+        self.registry = registry
+        self._site_of: dict[TunnelProtocol, str] = {}
+
+    def hello_received(self, tunnel: TunnelProtocol, hello: dict) -> dict:
+        site_id, secret = hello.get("site"), hello.get("secret")
+        if not isinstance(site_id, str) or not isinstance(secret, str):
+            raise Refusal(ErrorCode.AUTH_FAILED, "HELLO must carry a site id and a secret")
+        try:
+            site = self.directory.authenticate(site_id, secret)
+        except AuthenticationFailed as e:
+            self.log.warn("refused edge from {peer}: {why}", peer=tunnel.peer_name, why=str(e))
+            code = ErrorCode.SITE_DISABLED if "disabled" in str(e) else ErrorCode.AUTH_FAILED
+            raise Refusal(code, str(e)) from None
+        self._site_of[tunnel] = site.id
+        tunnel.peer_name = f"site {site.name} ({tunnel.peer_name})"
+        return {
+            "gateway_version": __version__,
+            "site": site.id,
+            "site_name": site.name,
+            "targets": sorted(self.directory.targets_for(site.id)),
+        }
+
+    def tunnel_ready(self, tunnel: TunnelProtocol, info: dict) -> None:
+        site_id = self._site_of[tunnel]
+        self.registry.add(site_id, tunnel)
+        self.log.info(
+            "edge connected: {peer}, edge version {version}, {n} tunnel(s) for this site",
+            peer=tunnel.peer_name,
+            version=info.get("edge_version", "?"),
+            n=len(self.registry.tunnels(site_id)),
+        )
+
+    def stream_opened(self, tunnel: TunnelProtocol, stream) -> None:
+        raise Refusal(ErrorCode.REFUSED_STREAM, "edges may not open streams to the gateway")
+
+    def control_received(self, tunnel: TunnelProtocol, message: dict) -> None:
+        self.log.debug("control message from {peer}: {message}", peer=tunnel.peer_name, message=message)
+
+    def tunnel_lost(self, tunnel: TunnelProtocol, code: int, message: str) -> None:
+        site_id = self._site_of.pop(tunnel, None)
+        if site_id is None:
+            return
+        self.registry.remove(site_id, tunnel)
+        self.log.info(
+            "edge disconnected: {peer} ({code}: {message}); {n} tunnel(s) left for this site",
+            peer=tunnel.peer_name,
+            code=ErrorCode.describe(code),
+            message=message,
+            n=len(self.registry.tunnels(site_id)),
+        )
+
+    def push_targets(self) -> None:
+        """Tell every connected edge which targets it may now be asked for."""
+        for site_id, tunnel in self.registry.all():
+            if tunnel.is_ready:
+                tunnel.send_control(
+                    {"type": "config", "targets": sorted(self.directory.targets_for(site_id))}
+                )
+
+
+def tunnel_server_factory(handler: GatewayTunnelHandler, reactor, limits: Limits, **timeouts) -> Factory:
+    """Builds one server-role TunnelProtocol per accepted tunnel connection."""
+    return Factory.forProtocol(
+        lambda: TunnelProtocol(Role.SERVER, handler, reactor, limits=limits, local_name="gateway", **timeouts)
+    )

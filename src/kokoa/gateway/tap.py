@@ -1,0 +1,153 @@
+"""``twistd kokoa``: the gateway (tunnel endpoints, TCP resources, status API)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from twisted.application import internet, service
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.web.server import Site as WebSite
+
+from kokoa.config import ConfigError
+
+from ._config import GatewayConfig, load_gateway_config
+
+log = Logger()
+
+#: Seconds the gateway waits for tunnels to drain on shutdown.
+DRAIN_TIMEOUT = 5.0
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = "Run a Kokoa gateway: accept edge tunnels and serve resources through them."
+    optParameters = [
+        ["config", "c", None, "TOML configuration file (flags override it)."],
+        ["data-dir", "d", None, "Data directory (certificates, state). Default: ./data"],
+        ["api", None, None, "Endpoint of the status/admin API. Default: tcp:7000:interface=127.0.0.1"],
+        ["tls-cert", None, None, "PEM certificate (chain) for the tunnel listeners."],
+        ["tls-key", None, None, "PEM private key for --tls-cert."],
+        ["ws-path", None, None, "URL path of the WebSocket tunnel. Default: /tunnel"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["tunnel"] = []
+        self["tunnel-ws"] = []
+        self["hostname"] = []
+
+    def opt_tunnel(self, endpoint: str) -> None:
+        """Endpoint for TLS tunnels, e.g. tcp:7443 (repeatable; 'none' disables)."""
+        self["tunnel"].append(endpoint)
+
+    def opt_tunnel_ws(self, endpoint: str) -> None:
+        """Endpoint for WebSocket (wss) tunnels, e.g. tcp:7444 (repeatable; 'none' disables)."""
+        self["tunnel-ws"].append(endpoint)
+
+    def opt_hostname(self, name: str) -> None:
+        """A public name of this gateway, put in the development certificate (repeatable)."""
+        self["hostname"].append(name)
+
+    def postOptions(self) -> None:
+        try:
+            self.config = build_config(self)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def build_config(options: Options) -> GatewayConfig:
+    config = load_gateway_config(options["config"])
+    if options["data-dir"]:
+        config.data_dir = Path(options["data-dir"])
+    if options["tunnel"]:
+        config.tunnel = [e for e in options["tunnel"] if e != "none"]
+    if options["tunnel-ws"]:
+        config.tunnel_ws = [e for e in options["tunnel-ws"] if e != "none"]
+    if options["hostname"]:
+        config.hostnames = options["hostname"]
+    if options["api"]:
+        config.api = None if options["api"] == "none" else options["api"]
+    if options["ws-path"]:
+        config.ws_path = options["ws-path"]
+    if options["tls-cert"] or options["tls-key"]:
+        if not (options["tls-cert"] and options["tls-key"]):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        config.tls_cert, config.tls_key = Path(options["tls-cert"]), Path(options["tls-key"])
+    return config
+
+
+class DrainService(service.Service):
+    """On shutdown, ask every edge to go away and wait (bounded) for the tunnels to close."""
+
+    def __init__(self, registry, reactor) -> None:
+        self.registry = registry
+        self.reactor = reactor
+
+    def stopService(self):
+        super().stopService()
+        waits = []
+        for _, tunnel in self.registry.all():
+            tunnel.go_away("gateway shutting down")
+            waits.append(tunnel.lost)
+        if not waits:
+            return None
+        done = defer.DeferredList(waits, consumeErrors=True)
+        timeout = self.reactor.callLater(DRAIN_TIMEOUT, done.cancel)
+        done.addBoth(lambda _: timeout.active() and timeout.cancel())
+        return done
+
+
+def makeService(options: Options, reactor=None) -> service.MultiService:
+    if reactor is None:
+        from twisted.internet import reactor
+    from kokoa import pki, transports
+
+    from ._model import StaticSiteDirectory
+    from ._registry import TunnelRegistry
+    from ._status import status_root
+    from ._tcp import TCPResourceService
+    from ._tunnels import GatewayTunnelHandler, tunnel_server_factory
+
+    config: GatewayConfig = options.config
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        if config.tls_cert:
+            creds = pki.load_credentials(config.tls_cert, config.tls_key)
+        else:
+            creds = pki.ensure_dev_ca(config.data_dir, config.hostnames)
+            print(pki.edge_trust_hint(creds), file=sys.stderr)
+    except ValueError as e:
+        raise usage.UsageError(str(e)) from None
+
+    top = service.MultiService()
+    directory = StaticSiteDirectory(config.sites, config.resources)
+    registry = TunnelRegistry()
+    handler = GatewayTunnelHandler(directory, registry)
+    factory = tunnel_server_factory(
+        handler,
+        reactor,
+        config.limits,
+        ping_interval=config.ping_interval,
+        ping_timeout=config.ping_timeout,
+        handshake_timeout=config.handshake_timeout,
+    )
+
+    def listen(description: str, wrapped) -> None:
+        svc = internet.StreamServerEndpointService(endpoints.serverFromString(reactor, description), wrapped)
+        svc._raiseSynchronously = True  # a port in use stops the start with a clear error
+        svc.setServiceParent(top)
+
+    for description in config.tunnel:
+        listen(description, transports.tls_server_factory(factory, creds))
+    for description in config.tunnel_ws:
+        listen(description, transports.websocket_server_factory(factory, creds, path=config.ws_path))
+    TCPResourceService(directory, registry, reactor).setServiceParent(top)
+    if config.api:
+        listen(config.api, WebSite(status_root(directory, registry)))
+    DrainService(registry, reactor).setServiceParent(top)
+    top.registry = registry
+    top.directory = directory
+    return top
