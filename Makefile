@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 DATA ?= data
+CONFIG ?= kokoa.toml
 
 .PHONY: run test lint venv clean bench
 
@@ -15,8 +16,9 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 
 venv: $(BIN)/.installed
 
+# Uses ./kokoa.toml when there is one, else an empty gateway on ./data.
 run: venv
-	$(BIN)/twistd -n kokoa --data-dir $(DATA)
+	$(BIN)/twistd --pidfile= -n kokoa $(if $(wildcard $(CONFIG)),--config $(CONFIG),--data-dir $(DATA))
 
 test: venv
 	$(BIN)/ruff check src tests bench

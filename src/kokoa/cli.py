@@ -26,15 +26,16 @@ def _site_secret(args: argparse.Namespace) -> int:
     secret = generate_secret()
     gateway = args.gateway or "tls:GATEWAY_HOST:7443"
     print(
-        f"""# Add this to the gateway's config file (kokoa.toml), then restart it:
+        f"""# 1. Add this to the gateway's config file (kokoa.toml), then restart the gateway:
 [[sites]]
 id = "{args.site_id}"
 secret_hash = "{hash_secret(secret)}"
 
-# The secret is shown only now; the gateway keeps only its hash. On the edge's machine:
-KOKOA_SITE_SECRET='{secret}' \\
-  twistd -n kokoa-edge --gateway {gateway} --site {args.site_id} --ca-file ca.pem
-"""
+# 2. The secret is shown only now (the gateway keeps only its hash). On the edge's machine,
+#    with the gateway's CA certificate (DATA_DIR/tls/ca.pem) copied next to it:
+#    KOKOA_SITE_SECRET='{secret}' twistd --pidfile= -n kokoa-edge \\
+#        --gateway {gateway} --site {args.site_id} --ca-file ca.pem""",
+        file=sys.stdout,
     )
     return 0
 
