@@ -121,15 +121,15 @@ def build_config(options: Options, environ) -> EdgeConfig:
     if not config.site:
         raise ConfigError("--site is required (the site id the gateway gave you)")
     config.secret = _read_secret(config.secret_file, environ)
-    if config.ca_file and config.fingerprint:
-        raise ConfigError("--ca-file and --fingerprint are alternatives: give one")
-    from kokoa.transports import parse_gateway_url
+    from kokoa.transports import Trust, parse_gateway_url
 
-    for url in config.gateways:
-        try:
+    try:
+        trust = Trust(ca_file=config.ca_file, fingerprint=config.fingerprint, insecure=config.insecure)
+        for url in config.gateways:
             parse_gateway_url(url)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+            trust.connection_creator(parse_gateway_url(url).host)  # loads and checks the CA file
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     return config
 
 
