@@ -11,6 +11,7 @@ from kokoa.gateway._config import load_gateway_config
 from kokoa.secrets import generate_secret, hash_secret, verify_secret
 
 HASH = hash_secret("s3cret")
+SITE = f'[[sites]]\nid = "a"\nsecret_hash = "{HASH}"\n'
 
 
 def write(tmp_path, text: str):
@@ -86,11 +87,11 @@ def test_flags_override_the_file(tmp_path):
             "site 'nope' is not defined",
         ),
         (
-            f'[[sites]]\nid = "a"\nsecret_hash = "{HASH}"\n[[resources]]\nname = "r"\nsite = "a"\nport = 70000\ntarget = "h:1"\n',
+            SITE + '[[resources]]\nname = "r"\nsite = "a"\nport = 70000\ntarget = "h:1"\n',
             "port must be an integer from 1 to 65535",
         ),
         (
-            f'[[sites]]\nid = "a"\nsecret_hash = "{HASH}"\n[[resources]]\nname = "r"\nsite = "a"\nport = 1\ntarget = "h"\n',
+            SITE + '[[resources]]\nname = "r"\nsite = "a"\nport = 1\ntarget = "h"\n',
             "is not HOST:PORT",
         ),
         ("not toml [", "not valid TOML"),
