@@ -17,6 +17,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 _ADVICE = {
     ErrorCode.AUTH_FAILED: "check --site and the secret (KOKOA_SITE_SECRET or --secret-file)",
     ErrorCode.SITE_DISABLED: "an administrator disabled this site on the gateway",
+    ErrorCode.TOO_MANY_TUNNELS: "lower --connections, or stop the other edges of this site",
     ErrorCode.UNSUPPORTED_VERSION: "the edge and the gateway speak different protocol versions: "
     "upgrade the older one",
 }

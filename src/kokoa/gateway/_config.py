@@ -20,6 +20,7 @@ from kokoa.tunnel import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAU
 from kokoa.wire import Limits
 
 from ._model import Site, TCPResource
+from ._tunnels import DEFAULT_MAX_TUNNELS_PER_SITE
 
 DEFAULT_TUNNEL = "tcp:7443"
 DEFAULT_TUNNEL_WS = "tcp:7444"
@@ -39,6 +40,7 @@ _TOP_KEYS = {
     "keepalive",
     "sites",
     "resources",
+    "max_tunnels_per_site",
 }
 
 
@@ -56,6 +58,7 @@ class GatewayConfig:
     ping_interval: float = DEFAULT_PING_INTERVAL
     ping_timeout: float = DEFAULT_PING_TIMEOUT
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    max_tunnels_per_site: int = DEFAULT_MAX_TUNNELS_PER_SITE
     sites: list[Site] = field(default_factory=list)
     resources: list[TCPResource] = field(default_factory=list)
 
@@ -96,6 +99,9 @@ def load_gateway_config(path: str | Path | None) -> GatewayConfig:
     config.ping_timeout = get_number(keepalive, "ping_timeout", f"{where} [keepalive]", DEFAULT_PING_TIMEOUT)
     config.handshake_timeout = get_number(
         keepalive, "handshake_timeout", f"{where} [keepalive]", DEFAULT_HANDSHAKE_TIMEOUT
+    )
+    config.max_tunnels_per_site = int(
+        get_number(raw, "max_tunnels_per_site", where, DEFAULT_MAX_TUNNELS_PER_SITE, minimum=0)
     )
     config.sites = _parse_sites(raw.get("sites", []), where)
     config.resources = _parse_resources(raw.get("resources", []), config.sites, where)

@@ -12,15 +12,24 @@ from kokoa.wire import ErrorCode, Limits, Role
 from ._model import AuthenticationFailed, ISiteDirectory
 from ._registry import TunnelRegistry
 
+#: Tunnels one site may hold open at once (edges x --connections).
+DEFAULT_MAX_TUNNELS_PER_SITE = 16
+
 
 class GatewayTunnelHandler:
     """ITunnelHandler for edges connecting to this gateway."""
 
     log = Logger()
 
-    def __init__(self, directory: ISiteDirectory, registry: TunnelRegistry) -> None:
+    def __init__(
+        self,
+        directory: ISiteDirectory,
+        registry: TunnelRegistry,
+        max_tunnels_per_site: int = DEFAULT_MAX_TUNNELS_PER_SITE,
+    ) -> None:
         self.directory = directory
         self.registry = registry
+        self.max_tunnels_per_site = max_tunnels_per_site
         self._site_of: dict[TunnelProtocol, str] = {}
 
     def hello_received(self, tunnel: TunnelProtocol, hello: dict) -> dict:
@@ -33,6 +42,14 @@ class GatewayTunnelHandler:
             self.log.warn("refused edge from {peer}: {why}", peer=tunnel.peer_name, why=str(e))
             code = ErrorCode.SITE_DISABLED if "disabled" in str(e) else ErrorCode.AUTH_FAILED
             raise Refusal(code, str(e)) from None
+        held = len(self.registry.tunnels(site.id))
+        if held >= self.max_tunnels_per_site:
+            message = (
+                f"site {site.name!r} already holds {held} tunnels, the most this gateway allows "
+                f"(max_tunnels_per_site); lower the edge's --connections or run fewer edges"
+            )
+            self.log.warn("refused edge from {peer}: {why}", peer=tunnel.peer_name, why=message)
+            raise Refusal(ErrorCode.TOO_MANY_TUNNELS, message)
         self._site_of[tunnel] = site.id
         tunnel.peer_name = f"site {site.name} ({tunnel.peer_name})"
         return {

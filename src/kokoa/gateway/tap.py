@@ -125,7 +125,7 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     top = service.MultiService()
     directory = StaticSiteDirectory(config.sites, config.resources)
     registry = TunnelRegistry()
-    handler = GatewayTunnelHandler(directory, registry)
+    handler = GatewayTunnelHandler(directory, registry, config.max_tunnels_per_site)
     factory = tunnel_server_factory(
         handler,
         reactor,

@@ -27,6 +27,7 @@ class ErrorCode(enum.IntEnum):
     SITE_DISABLED = 16
     TARGET_UNREACHABLE = 17
     STREAM_CLOSED = 18
+    TOO_MANY_TUNNELS = 19
 
     @classmethod
     def describe(cls, code: int) -> str:
