@@ -19,6 +19,7 @@ from ._errors import ErrorCode, ProtocolError
 from ._frames import (
     FLAG_ACK,
     FLAG_FIN,
+    HEADER,
     MAX_STREAM_ID,
     MAX_WINDOW,
     PREFACE,
@@ -45,6 +46,8 @@ SUPPORTED_VERSIONS = (1,)
 HANDSHAKE_VERSION = 1
 
 _MAX_REASON = 512  # bytes of a reset reason or go-away message that we send
+#: Seconds between the round-trip probes sent along with window updates.
+RTT_PROBE_INTERVAL = 0.05
 
 
 class Role(enum.Enum):
@@ -80,7 +83,7 @@ class _Stream:
         self.recv_credit = recv_window  # bytes the peer may still send before an update
         self.consumed = 0  # acknowledged by the application, not yet credited
         self.last_update: float | None = None
-        self.outbound: deque[bytes] = deque()
+        self.outbound: deque[memoryview] = deque()
         self.outbound_bytes = 0
         self.fin_queued = False
 
@@ -107,7 +110,9 @@ class Connection:
         self.state = SessionState.HANDSHAKE
         self.version: int | None = None
         self.peer = PeerSettings()
-        self.rtt: float | None = None
+        self.rtt: float | None = None  # the latest round-trip sample
+        self.srtt: float | None = None  # smoothed round-trip time (as TCP's SRTT)
+        self._last_probe = float("-inf")
         self.close_code: int | None = None
         self.close_message = ""
         self._decoder = FrameDecoder(self.limits.max_frame_size, self.limits.max_control_size)
@@ -132,6 +137,9 @@ class Connection:
         )
         self._resets = TokenBucket(
             self.limits.max_resets_per_second, self.limits.max_resets_per_second, clock
+        )
+        self._pings_in = TokenBucket(
+            self.limits.max_pings_per_second, self.limits.max_pings_per_second, clock
         )
 
     # ------------------------------------------------------------------ handshake
@@ -223,7 +231,7 @@ class Connection:
             if stream.fin_queued:
                 raise ProtocolError(ErrorCode.STREAM_CLOSED, f"stream {stream_id} already ended")
             self._step(stream, StreamInput.SEND_DATA)
-            stream.outbound.append(bytes(data))
+            stream.outbound.append(memoryview(bytes(data)))
             stream.outbound_bytes += len(data)
         if fin:
             self.end_stream(stream_id)
@@ -272,11 +280,12 @@ class Connection:
         now = self.clock()
         increment = stream.consumed
         # Grow the window while updates come faster than two round trips apart:
-        # the window, not the link, is then the bottleneck.
+        # the window, not the link, is then the bottleneck. A slow reader
+        # acknowledges slowly and so never grows its window.
         if (
-            self.rtt is not None
+            self.srtt is not None
             and stream.last_update is not None
-            and now - stream.last_update < 2 * self.rtt
+            and now - stream.last_update < 2 * self.srtt
             and stream.recv_window < self.limits.max_window
         ):
             grown = min(stream.recv_window * 2, self.limits.max_window)
@@ -286,6 +295,10 @@ class Connection:
         stream.consumed = 0
         stream.recv_credit += increment
         self._queue_control(FrameType.WINDOW_UPDATE, stream_id, encode_u32(increment))
+        # Keep the round-trip estimate current while data flows (it grows under load).
+        if not self._pings and now - self._last_probe >= RTT_PROBE_INTERVAL:
+            self._last_probe = now
+            self.ping()
 
     def outbound_buffered(self, stream_id: int) -> int:
         """Bytes queued on the stream and not yet handed to data_to_send()."""
@@ -366,15 +379,16 @@ class Connection:
                 stream = self._streams.get(sid)
                 if stream is None or not stream.sendable():
                     continue
-                chunk = _take(stream, min(stream.send_window, max_frame, budget))
-                stream.send_window -= len(chunk)
-                budget -= len(chunk)
+                parts, size = _take(stream, min(stream.send_window, max_frame, budget))
+                stream.send_window -= size
+                budget -= size
                 flags = 0
                 if stream.fin_queued and stream.outbound_bytes == 0:
                     flags = FLAG_FIN
                     stream.fin_queued = False
                     self._step(stream, StreamInput.SEND_FIN)
-                out.append(encode_frame(version, FrameType.DATA, flags, sid, chunk))
+                out.append(HEADER.pack(version, FrameType.DATA, flags, sid, size))
+                out.extend(parts)
                 if flags and stream.state is StreamState.CLOSED:
                     self._forget(stream)
                 elif stream.sendable():
@@ -533,8 +547,10 @@ class Connection:
         sid = frame.stream_id
         if self._is_local_id(sid):
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, f"peer opened stream {sid} of our parity")
-        if sid <= self._highest_peer_id:
-            raise ProtocolError(ErrorCode.PROTOCOL_ERROR, f"stream id {sid} reused or not increasing")
+        if sid <= self._highest_peer_id or sid > MAX_STREAM_ID:
+            raise ProtocolError(
+                ErrorCode.PROTOCOL_ERROR, f"stream id {sid} reused, not increasing or too large"
+            )
         self._highest_peer_id = sid
         metadata = decode_json(frame.payload, "OPEN metadata")
         fin = bool(frame.flags & FLAG_FIN)
@@ -597,8 +613,14 @@ class Connection:
             sent = self._pings.pop(frame.payload, None)
             if sent is not None:
                 self.rtt = self.clock() - sent
+                self.srtt = self.rtt if self.srtt is None else 0.875 * self.srtt + 0.125 * self.rtt
                 events.append(ev.PingAcknowledged(self.rtt))
         else:
+            if not self._pings_in.take():
+                raise ProtocolError(
+                    ErrorCode.RATE_LIMITED,
+                    f"more than {self.limits.max_pings_per_second:g} pings per second",
+                )
             self._queue_control(FrameType.PING, 0, frame.payload, flags=FLAG_ACK)
 
     def _on_goaway(self, frame, events: list[ev.Event]) -> None:
@@ -695,10 +717,12 @@ class Connection:
         )
 
     def _check_control_size(self, payload: bytes, what: str) -> None:
-        if len(payload) > self.limits.max_control_size:
+        """Refuse to send what the peer would refuse to receive."""
+        limit = self.peer.max_control_size
+        if len(payload) > limit:
             raise ProtocolError(
                 ErrorCode.CONTROL_TOO_LARGE,
-                f"{what} of {len(payload)} bytes exceeds max_control_size {self.limits.max_control_size}",
+                f"{what} of {len(payload)} bytes exceeds the peer's max_control_size {limit}",
             )
 
     def _require_open(self) -> None:
@@ -735,8 +759,8 @@ _STREAM_TYPES = frozenset(
 )
 
 
-def _take(stream: _Stream, size: int) -> bytes:
-    """Remove up to ``size`` bytes from the stream's outbound queue."""
+def _take(stream: _Stream, size: int) -> tuple[list[memoryview], int]:
+    """Remove up to ``size`` bytes from the stream's outbound queue, without copying."""
     queue = stream.outbound
     parts = []
     remaining = size
@@ -749,9 +773,9 @@ def _take(stream: _Stream, size: int) -> bytes:
             parts.append(chunk[:remaining])
             queue[0] = chunk[remaining:]
             remaining = 0
-    data = b"".join(parts)
-    stream.outbound_bytes -= len(data)
-    return data
+    taken = size - remaining
+    stream.outbound_bytes -= taken
+    return parts, taken
 
 
 def _clip(text: str) -> str:

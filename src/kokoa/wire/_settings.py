@@ -35,10 +35,15 @@ class Limits:
     max_resets_per_second: float = 1000.0
     #: Bytes the local application may queue on one stream before it is asked to pause.
     max_send_buffer: int = 256 * KiB
+    #: Pings per second accepted from the peer (each costs an answer); above it the session ends.
+    max_pings_per_second: float = 50.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if getattr(self, f.name) <= 0:
+            value = getattr(self, f.name)
+            if f.type == "int" and type(value) is not int:
+                raise ValueError(f"limit {f.name} must be an integer")
+            if not value > 0:  # also refuses NaN
                 raise ValueError(f"limit {f.name} must be positive")
         if not 1024 <= self.max_frame_size <= MAX_PAYLOAD:
             raise ValueError(f"max_frame_size must be between 1024 and {MAX_PAYLOAD}")
@@ -53,6 +58,7 @@ class Limits:
             "max_frame_size": self.max_frame_size,
             "initial_window": self.initial_window,
             "max_concurrent_streams": self.max_concurrent_streams,
+            "max_control_size": self.max_control_size,
         }
 
     def as_dict(self) -> dict:
@@ -66,6 +72,7 @@ class PeerSettings:
     max_frame_size: int = 64 * KiB
     initial_window: int = 256 * KiB
     max_concurrent_streams: int = 1024
+    max_control_size: int = 64 * KiB
 
     @classmethod
     def from_wire(cls, raw: object) -> PeerSettings:
@@ -78,8 +85,9 @@ class PeerSettings:
             if type(value) is not int or value <= 0:
                 raise ProtocolError(ErrorCode.PROTOCOL_ERROR, f"setting {f.name} must be a positive integer")
             values[f.name] = value
-        if not 1024 <= values["max_frame_size"] <= MAX_PAYLOAD:
-            raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "setting max_frame_size out of range")
+        for name in ("max_frame_size", "max_control_size"):
+            if not 1024 <= values[name] <= MAX_PAYLOAD:
+                raise ProtocolError(ErrorCode.PROTOCOL_ERROR, f"setting {name} out of range")
         if values["initial_window"] > MAX_WINDOW:
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "setting initial_window out of range")
         return cls(**values)
