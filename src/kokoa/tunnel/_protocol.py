@@ -98,6 +98,7 @@ class TunnelProtocol(Protocol):
         self._keepalive: task.LoopingCall | None = None
         self._handshake_timer = None
         self._ended = False
+        self._last_received = reactor.seconds()
 
     # ----------------------------------------------------------- public
 
@@ -178,6 +179,7 @@ class TunnelProtocol(Protocol):
             self.flush()
 
     def dataReceived(self, data: bytes) -> None:
+        self._last_received = self.reactor.seconds()
         self._receiving = True
         try:
             events = self.connection.receive_data(data)
@@ -311,7 +313,9 @@ class TunnelProtocol(Protocol):
         if not self.connection.is_open:
             return
         age = self.connection.unanswered_ping_age()
-        if age > self.ping_timeout:
+        silent = self.reactor.seconds() - self._last_received
+        # A peer that keeps sending is alive even if its answer is queued behind data.
+        if age > self.ping_timeout and silent > self.ping_timeout:
             self.log.warn(
                 "tunnel peer {peer} answered no ping for {age:.1f}s: declaring it dead",
                 peer=self.peer_name,
@@ -337,13 +341,15 @@ class TunnelProtocol(Protocol):
         self._flushing = True
         try:
             connection = self.connection
-            while not self._paused or not connection.is_open:
-                data = connection.data_to_send(FLUSH_CHUNK)
-                if not data:
-                    break
+            # Control frames (pings, window updates, resets) always go, even while
+            # the transport is full: they are small, and stalling them would
+            # stall every stream's flow control and the keepalive.
+            data = connection.data_to_send(0 if self._paused and connection.is_open else FLUSH_CHUNK)
+            while data:
                 self.transport.write(data)
-                if not connection.is_open:
+                if self._paused or not connection.is_open:
                     break
+                data = connection.data_to_send(FLUSH_CHUNK)
             self._after_flush()
         finally:
             self._flushing = False
