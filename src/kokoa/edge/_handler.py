@@ -103,7 +103,11 @@ class EdgeHandler:
     def stream_opened(self, tunnel: TunnelProtocol, stream: TunnelStream) -> None:
         target = stream.metadata.get("target")
         if not isinstance(target, str) or not self.policy.permits(target):
-            self.log.warn("refused a stream to {target!r}: not a configured target", target=target)
+            self.log.warn(
+                "refused a stream to {target!r}: not a configured target (the gateway configures "
+                "targets per site; this edge's --allow list may narrow them)",
+                target=target,
+            )
             raise Refusal(ErrorCode.UNKNOWN_TARGET, f"target {target!r} is not configured for this site")
         host, _, port = target.rpartition(":")
         stream_side, target_side = pair(f"stream {stream.stream_id}", f"target {target}")
