@@ -1,0 +1,1 @@
+"""The store: schema, migrations and repositories (SQLite by default, PostgreSQL for several gateways)."""
