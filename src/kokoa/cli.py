@@ -7,17 +7,15 @@ command makes their secrets.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from kokoa import __version__
+from kokoa.gateway._model import SITE_ID
 from kokoa.secrets import generate_secret, hash_secret
-
-_SITE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 def _site_secret(args: argparse.Namespace) -> int:
-    if not _SITE_ID.match(args.site_id):
+    if not SITE_ID.match(args.site_id):
         print(
             f"kokoa: site id {args.site_id!r} must be 1-63 lowercase letters, digits or '-'",
             file=sys.stderr,

@@ -50,6 +50,23 @@ def tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
+def established_connections(port: int) -> int:
+    """TCP connections in state ESTABLISHED whose local or remote port is ``port``."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            ports = {int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)}
+            if state == "01" and port in ports:
+                count += 1
+    return count
+
+
 class Process:
     """A twistd process with its log in a file."""
 
@@ -87,6 +104,13 @@ class Process:
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)
+
+    def exited_within(self, seconds: float) -> int | None:
+        """The exit code if the process ends within ``seconds``, else None."""
+        try:
+            return self.proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return None
 
     @property
     def pid(self) -> int:

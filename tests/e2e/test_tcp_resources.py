@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import ssl
 import threading
@@ -11,7 +12,15 @@ import pytest
 
 from kokoa import wire
 
-from .harness import Deployment, EchoTarget, HashTarget, random_blocks, transfer, wait_for
+from .harness import (
+    Deployment,
+    EchoTarget,
+    HashTarget,
+    established_connections,
+    random_blocks,
+    transfer,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 MiB = 1 << 20
@@ -184,6 +193,58 @@ def test_wrong_secret_is_refused_with_a_clear_message(deployment, transport):
     assert "check --site and the secret" in edge.log_text()
     deployment.gateway.wait_log("refused edge")
     assert deployment.tunnels("home") == 0
+    # Refused connections are closed, not left open: retries do not pile up.
+    edge.wait_log("Scheduling retry 2")
+    time.sleep(1)
+    assert (
+        established_connections(deployment.tunnel_port if transport == "tls" else deployment.ws_port) <= 2 * 2
+    )
+
+
+def test_edge_exits_promptly_on_sigterm(deployment, echo):
+    port = start(deployment, "tls", echo.port)
+    assert echo_once(port) == b"hello kokoa"
+    edge = deployment.edges[0]
+    edge.proc.send_signal(signal.SIGTERM)
+    # twistd ends itself with the signal it received, so that its parent sees it.
+    assert edge.exited_within(10) in (0, -signal.SIGTERM), edge.log_text()[-2000:]
+    assert "reconnecting" not in edge.log_text().split("Received SIGTERM")[1]
+    assert "Traceback" not in edge.log_text()
+
+
+def test_gateway_sigterm_lets_open_transfers_finish(deployment):
+    target = HashTarget(send_size=32 * MiB)
+    try:
+        port = start(deployment, "tls", target.port)
+        result = {}
+        worker = threading.Thread(target=lambda: result.update(transfer(port, 32 * MiB)))
+        worker.start()
+        wait_for(lambda: target.connections, "the transfer to start")
+        deployment.gateway.proc.send_signal(signal.SIGTERM)
+        worker.join(60)
+        wait_for(lambda: target.results, "the target to finish")
+        assert result["bytes"] == 32 * MiB
+        assert result["received"] == target.results[0]["sent"]
+        assert deployment.gateway.exited_within(15) in (0, -signal.SIGTERM)
+    finally:
+        target.close()
+
+
+def test_a_resource_whose_port_is_taken_is_logged_and_the_others_are_served(deployment, echo):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        taken = squatter.getsockname()[1]
+        deployment.add_site("home")
+        deployment.resources.append(
+            {"name": "squatted", "site": "home", "port": taken, "target": f"127.0.0.1:{echo.port}"}
+        )
+        free = deployment.add_tcp_resource("free", "home", echo.port)
+        deployment.start_gateway()
+        deployment.gateway.wait_log("resource 'squatted' is not served: cannot listen on")
+        deployment.start_edge("home", "tls")
+        deployment.wait_tunnels("home", 2)
+        assert echo_once(free) == b"hello kokoa"
 
 
 def test_unknown_target_is_refused_and_other_streams_work(deployment, echo):
@@ -197,7 +258,7 @@ def test_unknown_target_is_refused_and_other_streams_work(deployment, echo):
         deployment.wait_tunnels("home", 2)
         assert echo_once(forbidden) == b""
         deployment.gateway.wait_log("UNKNOWN_TARGET")
-        deployment.edges[0].wait_log("not a configured target")
+        deployment.edges[0].wait_log("is outside this edge's --allow list")
         assert other.connections == 0
         assert echo_once(allowed) == b"hello kokoa"
     finally:

@@ -141,3 +141,21 @@ def test_ping_timeout_declares_peer_dead():
         clock.advance(10)
         pump.flush()
     assert sh.lost and sh.lost[0][0] == ErrorCode.PING_TIMEOUT
+
+
+def test_a_tunnel_out_of_stream_ids_drains_for_a_new_one():
+    clock = Clock()
+    sh, ch = Handler(), Handler()
+    ch.on_open = lambda stream: stream.attach(Echo())
+    server, _client, pump = connect(sh, ch, clock)
+    server.connection._next_local_id = 2**31 - 2  # the last even id
+    out = Collect()
+    stream = server.open_stream({"n": 1}, out)
+    assert not server.can_open_stream
+    stream.write(b"still works")
+    pump.flush()
+    assert bytes(out.data) == b"still works"
+    stream.loseConnection()
+    for _ in range(5):
+        pump.flush()
+    assert sh.lost and ch.lost  # drained, then closed: the edge reconnects

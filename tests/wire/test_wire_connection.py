@@ -899,9 +899,9 @@ def test_peer_may_skip_stream_ids():
 
 
 def test_a_ping_flood_ends_the_session():
-    limits = Limits(max_pings_per_second=5)
+    limits = Limits(max_pings_per_second=25)
     _client, server, _clock = connected_pair(server_limits=limits)
-    for n in range(5):
+    for n in range(25):
         events = server.receive_data(frame(FrameType.PING, 0, n.to_bytes(8, "big")))
         assert events == []
     events = server.receive_data(frame(FrameType.PING, 0, b"\x00" * 8))
@@ -910,9 +910,9 @@ def test_a_ping_flood_ends_the_session():
 
 
 def test_the_ping_budget_refills_with_time():
-    _client, server, clock = connected_pair(server_limits=Limits(max_pings_per_second=2))
+    _client, server, clock = connected_pair(server_limits=Limits(max_pings_per_second=25))
     for _ in range(3):
-        for n in range(2):
+        for n in range(25):
             assert server.receive_data(frame(FrameType.PING, 0, n.to_bytes(8, "big"))) == []
         clock.advance(1.0)
     assert server.is_open
@@ -958,3 +958,30 @@ def test_peer_settings_carry_max_control_size():
     assert server.peer.max_control_size == 2 * KiB
     with pytest.raises(ProtocolError):
         server.send_control({"big": "x" * 3000})
+
+
+def test_window_growth_across_a_session_is_capped():
+    limits = Limits(initial_window=4 * KiB, max_window=64 * KiB, max_window_growth=12 * KiB)
+    client, server, clock = connected_pair(server_limits=limits)
+    _measure_rtt(client, server, clock, 0.1)
+    streams = [client.open_stream({}) for _ in range(3)]
+    for sid in streams:
+        for _ in range(6):
+            _fill_and_ack(client, server, sid, clock, ack_delay=0.01)
+    windows = [server.receive_window(sid) for sid in streams]
+    assert sum(w - 4 * KiB for w in windows) <= 12 * KiB
+    assert windows[0] > 4 * KiB  # the first stream did grow
+    client.reset_stream(streams[0], ErrorCode.CANCEL)
+    deliver(client, server)  # its growth is given back to the session
+    for _ in range(6):
+        _fill_and_ack(client, server, streams[2], clock, ack_delay=0.01)
+    assert server.receive_window(streams[2]) > windows[2]
+
+
+def test_stream_ids_left_counts_down():
+    client, server, _ = connected_pair()
+    assert client.stream_ids_left == 2**30  # odd ids 1 .. 2**31 - 1
+    assert server.stream_ids_left == 2**30 - 1  # even ids 2 .. 2**31 - 2
+    client.open_stream({})
+    server.open_stream({})
+    assert (client.stream_ids_left, server.stream_ids_left) == (2**30 - 1, 2**30 - 2)

@@ -264,7 +264,21 @@ def test_limits_validation(kwargs, needle):
 
 def test_limits_edges_accepted():
     Limits(max_frame_size=1024, max_control_size=MAX_PAYLOAD, initial_window=1, max_window=MAX_WINDOW)
-    Limits(max_stream_opens_per_second=0.5, max_resets_per_second=3)  # rates may be fractions or ints
+    Limits(max_stream_opens_per_second=1.5, max_resets_per_second=3)  # rates may be fractions or ints
+    Limits(max_pings_per_second=25)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("max_stream_opens_per_second", 0.5, "at least 1"),
+        ("max_resets_per_second", 0.9, "at least 1"),
+        ("max_pings_per_second", 24, "at least 25"),
+    ],
+)
+def test_limits_rates_have_useful_minimums(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        Limits(**{field: value})
 
 
 @pytest.mark.parametrize(

@@ -31,10 +31,13 @@ class TargetPolicy:
         self.configured: set[str] = set()
         self.allow = list(allow or [])
 
-    def permits(self, target: str) -> bool:
-        if target not in self.configured:
-            return False
-        return not self.allow or any(_matches(rule, target) for rule in self.allow)
+    def refusal(self, target: object) -> str | None:
+        """Why the edge will not connect to ``target``, or None if it will."""
+        if not isinstance(target, str) or target not in self.configured:
+            return f"target {target!r} is not configured for this site on the gateway"
+        if self.allow and not any(_matches(rule, target) for rule in self.allow):
+            return f"target {target!r} is outside this edge's --allow list"
+        return None
 
 
 def _matches(rule: str, target: str) -> bool:
@@ -62,6 +65,7 @@ class EdgeHandler:
         self.policy = policy
         self.connect_timeout = connect_timeout
         self.tunnels: set[TunnelProtocol] = set()
+        self.stopping = False
 
     def hello_received(self, tunnel, hello):
         raise Refusal(ErrorCode.PROTOCOL_ERROR, "the edge does not accept tunnels")
@@ -94,7 +98,8 @@ class EdgeHandler:
             )
         else:
             self.log.info(
-                "tunnel to {peer} closed ({code}: {message}); reconnecting",
+                "tunnel to {peer} closed ({code}: {message}){then}",
+                then="" if self.stopping else "; reconnecting",
                 peer=tunnel.peer_name,
                 code=ErrorCode.describe(code),
                 message=message,
@@ -102,13 +107,10 @@ class EdgeHandler:
 
     def stream_opened(self, tunnel: TunnelProtocol, stream: TunnelStream) -> None:
         target = stream.metadata.get("target")
-        if not isinstance(target, str) or not self.policy.permits(target):
-            self.log.warn(
-                "refused a stream to {target!r}: not a configured target (the gateway configures "
-                "targets per site; this edge's --allow list may narrow them)",
-                target=target,
-            )
-            raise Refusal(ErrorCode.UNKNOWN_TARGET, f"target {target!r} is not configured for this site")
+        refusal = self.policy.refusal(target)
+        if refusal is not None:
+            self.log.warn("refused a stream: {why}", why=refusal)
+            raise Refusal(ErrorCode.UNKNOWN_TARGET, refusal)
         host, _, port = target.rpartition(":")
         stream_side, target_side = pair(f"stream {stream.stream_id}", f"target {target}")
         stream.pauseProducing()  # hold the client's bytes (within the window) until connected

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python import usage
+from zope.interface import implementer
 
 from kokoa import __version__
 from kokoa.config import ConfigError, check_keys, get_number, get_str, get_str_list, load_toml, parse_limits
@@ -23,7 +25,7 @@ from ._handler import DEFAULT_CONNECT_TIMEOUT
 log = Logger()
 
 DEFAULT_CONNECTIONS = 2
-#: Reconnection backoff: first delay, ceiling, growth factor (full jitter on top).
+#: Reconnection backoff: first delay, ceiling, growth factor; up to 1 s of random jitter is added.
 BACKOFF_INITIAL, BACKOFF_MAX, BACKOFF_FACTOR = 1.0, 30.0, 2.0
 SECRET_ENV = "KOKOA_SITE_SECRET"
 
@@ -70,7 +72,7 @@ class Options(usage.Options):
         ["config", "c", None, "TOML configuration file (flags override it)."],
         ["site", "s", None, "Site id."],
         ["secret-file", None, None, f"File holding the site secret (else ${SECRET_ENV})."],
-        ["connections", "n", None, f"Tunnel connections per gateway (default {DEFAULT_CONNECTIONS})."],
+        ["connections", None, None, f"Tunnel connections per gateway (default {DEFAULT_CONNECTIONS})."],
         ["ca-file", None, None, "Trust this CA certificate (PEM) for the gateway instead of the system's."],
         ["fingerprint", None, None, "Trust exactly the gateway certificate with this sha256: fingerprint."],
         ["connect-timeout", None, None, f"Seconds to reach a target (default {DEFAULT_CONNECT_TIMEOUT:g})."],
@@ -193,6 +195,37 @@ def _float(value: str) -> float:
         raise ConfigError(f"not a number: {value!r}") from None
 
 
+class _EdgeShutdown(service.Service):
+    """On stop, say goodbye on every tunnel before ClientService closes them."""
+
+    def __init__(self, handler) -> None:
+        self.handler = handler
+
+    def stopService(self):
+        super().stopService()
+        self.handler.stopping = True
+        for tunnel in list(self.handler.tunnels):
+            tunnel.shutdown("edge shutting down")
+
+
+@implementer(IStreamClientEndpoint)
+class _LoggingEndpoint:
+    """Says why a connection attempt failed (ClientService only says it will retry)."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint, url: str) -> None:
+        self._endpoint = endpoint
+        self._url = url
+
+    def connect(self, factory):
+        def failed(failure):
+            log.warn(
+                "cannot connect to the gateway {url}: {why}", url=self._url, why=failure.getErrorMessage()
+            )
+            return failure
+
+        return self._endpoint.connect(factory).addErrback(failed)
+
+
 def makeService(options: Options, reactor=None) -> service.MultiService:
     if reactor is None:
         from twisted.internet import reactor
@@ -209,7 +242,7 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     secret = config.secret
     config.secret = None
     for url in config.gateways:
-        endpoint = transports.client_endpoint(reactor, url, trust)
+        endpoint = _LoggingEndpoint(transports.client_endpoint(reactor, url, trust), url)
         for index in range(config.connections):
             hello = {"site": config.site, "secret": secret, "edge_version": __version__, "connection": index}
 
@@ -234,6 +267,7 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
                 prepareConnection=lambda tunnel: tunnel.ready,
             )
             client.setServiceParent(top)
+    _EdgeShutdown(handler).setServiceParent(top)  # added last: stopped first
     top.handler = handler
     log.info(
         "edge for site {site!r}: {n} connection(s) to each of {gateways}",

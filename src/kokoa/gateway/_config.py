@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from kokoa.secrets import PREFIX
 from kokoa.tunnel import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT
 from kokoa.wire import Limits
 
-from ._model import Site, TCPResource
+from ._model import SITE_ID, Site, TCPResource
 from ._tunnels import DEFAULT_MAX_TUNNELS_PER_SITE
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 DEFAULT_TUNNEL = "tcp:7443"
 DEFAULT_TUNNEL_WS = "tcp:7444"
@@ -82,14 +85,17 @@ def load_gateway_config(path: str | Path | None) -> GatewayConfig:
     for key in ("tunnel", "tunnel_ws", "hostnames"):
         value = get_str_list(raw, key, where)
         if value is not None:
-            setattr(config, key, value)
+            setattr(config, key, [v for v in value if v != "none"])
     config.ws_path = get_str(raw, "ws_path", where, DEFAULT_WS_PATH)
     if not config.ws_path.startswith("/"):
         raise ConfigError(f"{where}: ws_path must start with /")
     if "api" in raw:
-        config.api = get_str(raw, "api", where)
+        api = get_str(raw, "api", where)
+        config.api = None if api == "none" else api
     config.tls_cert = rel(get_str(raw, "tls_cert", where))
     config.tls_key = rel(get_str(raw, "tls_key", where))
+    if (config.tls_cert is None) != (config.tls_key is None):
+        raise ConfigError(f"{where}: tls_cert and tls_key go together")
     config.limits = parse_limits(raw.get("limits"), f"{where} [limits]")
     keepalive = raw.get("keepalive", {})
     check_keys(keepalive, {"ping_interval", "ping_timeout", "handshake_timeout"}, f"{where} [keepalive]")
@@ -100,9 +106,9 @@ def load_gateway_config(path: str | Path | None) -> GatewayConfig:
     config.handshake_timeout = get_number(
         keepalive, "handshake_timeout", f"{where} [keepalive]", DEFAULT_HANDSHAKE_TIMEOUT
     )
-    config.max_tunnels_per_site = int(
-        get_number(raw, "max_tunnels_per_site", where, DEFAULT_MAX_TUNNELS_PER_SITE, minimum=0)
-    )
+    config.max_tunnels_per_site = raw.get("max_tunnels_per_site", DEFAULT_MAX_TUNNELS_PER_SITE)
+    if type(config.max_tunnels_per_site) is not int or config.max_tunnels_per_site < 1:
+        raise ConfigError(f"{where}: max_tunnels_per_site must be a whole number of at least 1")
     config.sites = _parse_sites(raw.get("sites", []), where)
     config.resources = _parse_resources(raw.get("resources", []), config.sites, where)
     return config
@@ -118,8 +124,11 @@ def _parse_sites(entries, where: str) -> list[Site]:
             raise ConfigError(f"{at}: must be a table")
         check_keys(entry, {"id", "name", "secret_hash", "enabled"}, at)
         site_id = get_str(entry, "id", at, required=True)
+        if not SITE_ID.match(site_id):
+            raise ConfigError(f"{at}: id {site_id!r} must be 1-63 lowercase letters, digits or '-'")
         secret_hash = get_str(entry, "secret_hash", at, required=True)
-        if not secret_hash.startswith(PREFIX) or len(secret_hash) != len(PREFIX) + 64:
+        digest = secret_hash[len(PREFIX) :]
+        if not secret_hash.startswith(PREFIX) or not _HEX64.match(digest):
             raise ConfigError(
                 f"{at}: secret_hash must be '{PREFIX}' and 64 hex digits (make one with `kokoa site-secret`)"
             )

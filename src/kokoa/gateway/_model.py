@@ -7,12 +7,16 @@ store later. The data plane reads it from memory only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from zope.interface import Interface, implementer
 
 from kokoa.secrets import verify_secret
+
+#: What a site id may look like.
+SITE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,10 @@ class TCPResource:
 
 class AuthenticationFailed(Exception):
     """A site's credentials were refused; the message is safe to show the edge."""
+
+
+class SiteDisabled(AuthenticationFailed):
+    """The credentials are right, but the site is disabled."""
 
 
 class ISiteDirectory(Interface):
@@ -80,7 +88,7 @@ class StaticSiteDirectory:
         if site is None or not verify_secret(secret, site.secret_hash):
             raise AuthenticationFailed(f"site id {site_id!r} and secret do not match a site of this gateway")
         if not site.enabled:
-            raise AuthenticationFailed(f"site {site.name!r} is disabled on this gateway")
+            raise SiteDisabled(f"site {site.name!r} is disabled on this gateway")
         return site
 
     def site(self, site_id: str) -> Site | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from twisted.application.service import MultiService
-from twisted.internet import defer, endpoints
+from twisted.internet import defer, endpoints, task
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -82,7 +82,7 @@ class TCPResourceFactory(Factory):
                 why=reason.getErrorMessage(),
             )
 
-    def close_all(self, why: str) -> None:
+    def close_all(self) -> None:
         for public in list(self.active):
             if public.transport is not None:
                 public.transport.abortConnection()
@@ -92,8 +92,11 @@ class TCPResourceFactory(Factory):
 class TCPResourceService(MultiService):
     """One listener per enabled TCP resource in the directory."""
 
-    def __init__(self, directory: ISiteDirectory, registry: TunnelRegistry, reactor) -> None:
+    def __init__(
+        self, directory: ISiteDirectory, registry: TunnelRegistry, reactor, drain_timeout: float = 5.0
+    ) -> None:
         super().__init__()
+        self.drain_timeout = drain_timeout
         self.directory = directory
         self.registry = registry
         self.reactor = reactor
@@ -103,29 +106,45 @@ class TCPResourceService(MultiService):
     @defer.inlineCallbacks
     def startService(self):
         super().startService()
-        for resource in self.directory.tcp_resources():
-            if resource.enabled:
-                yield self.listen(resource)
+        listening = [self.listen(r) for r in self.directory.tcp_resources() if r.enabled]
+        yield defer.DeferredList(listening, consumeErrors=True)
 
-    @defer.inlineCallbacks
-    def listen(self, resource: TCPResource):
+    def listen(self, resource: TCPResource) -> defer.Deferred:
+        """Listen for ``resource``; a port that cannot be had is logged, not fatal."""
         factory = TCPResourceFactory(resource, self.registry)
         endpoint = endpoints.serverFromString(self.reactor, resource.listen)
-        port = yield endpoint.listen(factory)
-        self.ports[resource.name] = port
-        self.factories[resource.name] = factory
-        log.info(
-            "resource {name!r}: {listen} -> site {site!r} target {target}",
-            name=resource.name,
-            listen=resource.listen,
-            site=resource.site_id,
-            target=resource.target,
-        )
+
+        def listening(port):
+            self.ports[resource.name] = port
+            self.factories[resource.name] = factory
+            log.info(
+                "resource {name!r}: {listen} -> site {site!r} target {target}",
+                name=resource.name,
+                listen=resource.listen,
+                site=resource.site_id,
+                target=resource.target,
+            )
+            return port
+
+        def failed(failure):
+            log.error(
+                "resource {name!r} is not served: cannot listen on {listen}: {why}",
+                name=resource.name,
+                listen=resource.listen,
+                why=failure.getErrorMessage(),
+            )
+            return failure
+
+        return endpoint.listen(factory).addCallbacks(listening, failed)
 
     @defer.inlineCallbacks
     def stopService(self):
-        for name, port in list(self.ports.items()):
-            yield port.stopListening()
-            self.factories[name].close_all("gateway stopping")
+        """Stop accepting, give open connections ``drain_timeout`` to finish, then cut them."""
+        yield defer.DeferredList([port.stopListening() for port in self.ports.values()])
         self.ports.clear()
+        deadline = self.reactor.seconds() + self.drain_timeout
+        while any(f.active for f in self.factories.values()) and self.reactor.seconds() < deadline:
+            yield task.deferLater(self.reactor, 0.1, lambda: None)
+        for factory in self.factories.values():
+            factory.close_all()
         yield super().stopService()

@@ -9,7 +9,7 @@ from kokoa import __version__
 from kokoa.tunnel import Refusal, TunnelProtocol
 from kokoa.wire import ErrorCode, Limits, Role
 
-from ._model import AuthenticationFailed, ISiteDirectory
+from ._model import AuthenticationFailed, ISiteDirectory, SiteDisabled
 from ._registry import TunnelRegistry
 
 #: Tunnels one site may hold open at once (edges x --connections).
@@ -40,7 +40,7 @@ class GatewayTunnelHandler:
             site = self.directory.authenticate(site_id, secret)
         except AuthenticationFailed as e:
             self.log.warn("refused edge from {peer}: {why}", peer=tunnel.peer_name, why=str(e))
-            code = ErrorCode.SITE_DISABLED if "disabled" in str(e) else ErrorCode.AUTH_FAILED
+            code = ErrorCode.SITE_DISABLED if isinstance(e, SiteDisabled) else ErrorCode.AUTH_FAILED
             raise Refusal(code, str(e)) from None
         held = len(self.registry.tunnels(site.id))
         if held >= self.max_tunnels_per_site:

@@ -144,7 +144,7 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
         listen(description, transports.tls_server_factory(factory, creds))
     for description in config.tunnel_ws:
         listen(description, transports.websocket_server_factory(factory, creds, path=config.ws_path))
-    TCPResourceService(directory, registry, reactor).setServiceParent(top)
+    TCPResourceService(directory, registry, reactor, DRAIN_TIMEOUT).setServiceParent(top)
     if config.api:
         listen(config.api, WebSite(status_root(directory, registry)))
     DrainService(registry, reactor).setServiceParent(top)

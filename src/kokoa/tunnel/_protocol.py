@@ -120,6 +120,9 @@ class TunnelProtocol(Protocol):
         stream = TunnelStream(self, sid, metadata)
         self.streams[sid] = stream
         stream.attach(protocol)
+        if self.connection.stream_ids_left == 0:
+            # A session opens at most 2**30 streams; drain this one so a new one takes over.
+            self.go_away("stream ids used up; reconnect")
         self.flush()
         return stream
 
@@ -133,6 +136,16 @@ class TunnelProtocol(Protocol):
         self.flush()
         self._close_if_drained()
 
+    def shutdown(self, message: str = "shutting down") -> None:
+        """Before our side closes the transport from outside (a service stopping):
+        tell the peer why, and stop being the transport's producer, since a TLS
+        transport does not close while a producer is registered."""
+        if self._ended or self._transport_lost:
+            return
+        self.connection.go_away(ErrorCode.NO_ERROR, message)
+        self._flush_now()
+        self.transport.unregisterProducer()
+
     def terminate(self, code: int, message: str) -> None:
         """End the session at once with an error code; the peer is told why."""
         if self._ended:
@@ -140,7 +153,7 @@ class TunnelProtocol(Protocol):
         self.connection.go_away(code, message)
         self._flush_now()
         self._session_over(code, message, by_peer=False)
-        self.transport.loseConnection()
+        self._close_transport()
 
     def stats(self) -> dict:
         """A snapshot for status pages and tests."""
@@ -254,7 +267,7 @@ class TunnelProtocol(Protocol):
             self._session_over(event.code, event.message, event.by_peer)
             if not self._transport_lost:
                 self._flush_now()
-                self.transport.loseConnection()
+                self._close_transport()
 
     def _stream_opened(self, event: wire.StreamOpened) -> None:
         stream = TunnelStream(self, event.stream_id, event.metadata)
@@ -290,7 +303,7 @@ class TunnelProtocol(Protocol):
             self.connection.reject(code, message)
             self._session_over(code, message, by_peer=False)
             self._flush_now()
-            self.transport.loseConnection()
+            self._close_transport()
 
         d.addCallbacks(accepted, refused)
 
@@ -412,7 +425,7 @@ class TunnelProtocol(Protocol):
         if (c.goaway_sent or c.goaway_received) and not self.streams and not self._ended:
             self._session_over(ErrorCode.NO_ERROR, "drained", by_peer=c.goaway_received)
             self._flush_now()
-            self.transport.loseConnection()
+            self._close_transport()
 
     def _session_over(self, code: int, message: str, by_peer: bool) -> None:
         if self._ended:
@@ -436,6 +449,15 @@ class TunnelProtocol(Protocol):
             self.ready.errback(Failure(StreamReset(code, message, by_peer)))
             self.ready.addErrback(lambda _: None)
         self.lost.callback((code, message))
+
+    def _close_transport(self) -> None:
+        """Close the transport once what is written is sent. We unregister as its
+        producer first: a TLS transport waits for its producer to go away before
+        it closes."""
+        if self._transport_lost or self.transport is None:
+            return
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     def _stop_timers(self) -> None:
         if self._keepalive is not None and self._keepalive.running:

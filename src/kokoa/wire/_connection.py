@@ -113,6 +113,7 @@ class Connection:
         self.rtt: float | None = None  # the latest round-trip sample
         self.srtt: float | None = None  # smoothed round-trip time (as TCP's SRTT)
         self._last_probe = float("-inf")
+        self._window_growth = 0  # sum over streams of recv_window - initial_window
         self.close_code: int | None = None
         self.close_message = ""
         self._decoder = FrameDecoder(self.limits.max_frame_size, self.limits.max_control_size)
@@ -188,6 +189,11 @@ class Connection:
             and self._local_open_count < self.peer.max_concurrent_streams
             and self._next_local_id <= MAX_STREAM_ID
         )
+
+    @property
+    def stream_ids_left(self) -> int:
+        """How many more streams this side can ever open in this session."""
+        return max(0, (MAX_STREAM_ID - self._next_local_id) // 2 + 1)
 
     @property
     def open_streams(self) -> int:
@@ -289,8 +295,10 @@ class Connection:
             and stream.recv_window < self.limits.max_window
         ):
             grown = min(stream.recv_window * 2, self.limits.max_window)
-            increment += grown - stream.recv_window
-            stream.recv_window = grown
+            if self._window_growth + grown - stream.recv_window <= self.limits.max_window_growth:
+                self._window_growth += grown - stream.recv_window
+                increment += grown - stream.recv_window
+                stream.recv_window = grown
         stream.last_update = now
         stream.consumed = 0
         stream.recv_credit += increment
@@ -702,6 +710,7 @@ class Connection:
     def _forget(self, stream: _Stream) -> None:
         stream.state = StreamState.CLOSED
         if self._streams.pop(stream.stream_id, None) is not None:
+            self._window_growth -= stream.recv_window - self.limits.initial_window
             if self._is_local_id(stream.stream_id):
                 self._local_open_count -= 1
             else:

@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, fields
 from ._errors import ErrorCode, ProtocolError
 from ._frames import MAX_PAYLOAD, MAX_WINDOW
 
+#: Peers send round-trip probes at most every 50 ms, plus keepalives.
+MIN_PINGS_PER_SECOND = 25
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -35,6 +38,9 @@ class Limits:
     max_resets_per_second: float = 1000.0
     #: Bytes the local application may queue on one stream before it is asked to pause.
     max_send_buffer: int = 256 * KiB
+    #: Total bytes by which one session's streams may grow their windows past
+    #: ``initial_window``: with the stream limit, it bounds a tunnel's receive memory.
+    max_window_growth: int = 64 * MiB
     #: Pings per second accepted from the peer (each costs an answer); above it the session ends.
     max_pings_per_second: float = 50.0
 
@@ -49,6 +55,14 @@ class Limits:
             raise ValueError(f"max_frame_size must be between 1024 and {MAX_PAYLOAD}")
         if not 1024 <= self.max_control_size <= MAX_PAYLOAD:
             raise ValueError(f"max_control_size must be between 1024 and {MAX_PAYLOAD}")
+        for name in ("max_stream_opens_per_second", "max_resets_per_second"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"limit {name} must be at least 1")
+        if self.max_pings_per_second < MIN_PINGS_PER_SECOND:
+            raise ValueError(
+                f"limit max_pings_per_second must be at least {MIN_PINGS_PER_SECOND} "
+                "(peers probe the round trip up to 20 times a second while data flows)"
+            )
         if not self.initial_window <= self.max_window <= MAX_WINDOW:
             raise ValueError("need initial_window <= max_window <= 2**31-1")
 
