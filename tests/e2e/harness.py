@@ -133,6 +133,7 @@ class Deployment:
         self.ws_port = free_port()
         self.api_port = free_port()
         self.sites: dict[str, str] = {}  # id -> secret
+        self.disabled_sites: set[str] = set()
         self.resources: list[dict] = []
         self.gateway: Process | None = None
         self.edges: list[Process] = []
@@ -159,6 +160,8 @@ class Deployment:
         ]
         for site_id, secret in self.sites.items():
             lines += ["[[sites]]", f'id = "{site_id}"', f'secret_hash = "{hash_secret(secret)}"']
+            if site_id in self.disabled_sites:
+                lines.append("enabled = false")
         for r in self.resources:
             lines += [
                 "[[resources]]",
@@ -170,6 +173,17 @@ class Deployment:
         path = self.root / "gateway.toml"
         path.write_text("\n".join(lines) + "\n")
         return path
+
+    def reload(self) -> None:
+        """Rewrite the config file and tell the gateway (SIGHUP)."""
+        self.write_config()
+        before = self.gateway.log_text().count("configuration ")
+        self.gateway.proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: self.gateway.log_text().count("configuration ") > before,
+            "the gateway to reload its configuration",
+            logs=[self.gateway.log],
+        )
 
     def start_gateway(self) -> Process:
         config = self.write_config()

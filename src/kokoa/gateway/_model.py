@@ -82,6 +82,13 @@ class StaticSiteDirectory:
         self._resources = list(resources)
         self._subscribers: list[Callable[[], None]] = []
 
+    def replace(self, sites: list[Site], resources: list[TCPResource]) -> None:
+        """Swap in a new configuration (a reloaded file) and tell the subscribers."""
+        self._sites = {s.id: s for s in sites}
+        self._resources = list(resources)
+        for callback in list(self._subscribers):
+            callback()
+
     def authenticate(self, site_id: str, secret: str) -> Site:
         site = self._sites.get(site_id)
         # Same message for an unknown site and a wrong secret: no site enumeration.

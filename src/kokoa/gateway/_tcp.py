@@ -82,10 +82,15 @@ class TCPResourceFactory(Factory):
                 why=reason.getErrorMessage(),
             )
 
-    def close_all(self) -> None:
+    def close_all(self, abort: bool = True) -> None:
+        """Close every open connection: at once (abort), or after what is queued (FIN)."""
         for public in list(self.active):
             if public.transport is not None:
-                public.transport.abortConnection()
+                if abort:
+                    public.transport.abortConnection()
+                else:
+                    public.transport.unregisterProducer()
+                    public.transport.loseConnection()
         self.active.clear()
 
 
@@ -102,11 +107,27 @@ class TCPResourceService(MultiService):
         self.reactor = reactor
         self.ports: dict[str, object] = {}
         self.factories: dict[str, TCPResourceFactory] = {}
+        self._lock = defer.DeferredLock()
 
     @defer.inlineCallbacks
     def startService(self):
         super().startService()
-        listening = [self.listen(r) for r in self.directory.tcp_resources() if r.enabled]
+        yield self.reconcile()
+
+    def reconcile(self) -> defer.Deferred:
+        """Make the listeners match the directory (serialized: one change at a time)."""
+        return self._lock.run(self._reconcile)
+
+    @defer.inlineCallbacks
+    def _reconcile(self):
+        wanted = {r.name: r for r in self.directory.tcp_resources() if r.enabled}
+        for name, factory in list(self.factories.items()):
+            resource = wanted.get(name)
+            if resource is not None and resource.listen == factory.resource.listen:
+                factory.resource = resource  # new connections use the new target; open ones go on
+            else:
+                yield self.unlisten(name, "removed or disabled" if resource is None else "moved")
+        listening = [self.listen(r) for name, r in wanted.items() if name not in self.factories]
         yield defer.DeferredList(listening, consumeErrors=True)
 
     def listen(self, resource: TCPResource) -> defer.Deferred:
@@ -136,6 +157,22 @@ class TCPResourceService(MultiService):
             return failure
 
         return endpoint.listen(factory).addCallbacks(listening, failed)
+
+    @defer.inlineCallbacks
+    def unlisten(self, name: str, why: str):
+        """Stop serving a resource: close its listener and, cleanly, its connections."""
+        factory = self.factories.pop(name)
+        port = self.ports.pop(name)
+        yield port.stopListening()
+        open_connections = len(factory.active)
+        factory.close_all(abort=False)
+        log.info(
+            "resource {name!r} {why}: listener on {listen} closed, {n} connection(s) closed",
+            name=name,
+            why=why,
+            listen=factory.resource.listen,
+            n=open_connections,
+        )
 
     @defer.inlineCallbacks
     def stopService(self):

@@ -88,13 +88,21 @@ class GatewayTunnelHandler:
             n=len(self.registry.tunnels(site_id)),
         )
 
-    def push_targets(self) -> None:
-        """Tell every connected edge which targets it may now be asked for."""
+    def configuration_changed(self) -> None:
+        """Apply a new configuration to the connected edges: disconnect those whose
+        site is gone or disabled, tell the others which targets they now serve."""
         for site_id, tunnel in self.registry.all():
-            if tunnel.is_ready:
-                tunnel.send_control(
-                    {"type": "config", "targets": sorted(self.directory.targets_for(site_id))}
-                )
+            if not tunnel.is_ready:
+                continue
+            site = self.directory.site(site_id)
+            if site is None or not site.enabled:
+                code = ErrorCode.AUTH_FAILED if site is None else ErrorCode.SITE_DISABLED
+                why = "this site was removed from the gateway" if site is None else "this site was disabled"
+                self.log.info("disconnecting {peer}: {why}", peer=tunnel.peer_name, why=why)
+                tunnel.terminate(code, why)
+                continue
+            targets = sorted(self.directory.targets_for(site_id))
+            tunnel.send_control({"type": "config", "targets": targets})
 
 
 def tunnel_server_factory(handler: GatewayTunnelHandler, reactor, limits: Limits, **timeouts) -> Factory:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 from twisted.application import internet, service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer, endpoints, threads
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.server import Site as WebSite
@@ -79,6 +80,51 @@ def build_config(options: Options) -> GatewayConfig:
     return config
 
 
+class ConfigReloader(service.Service):
+    """``kill -HUP`` reloads sites and resources from the config file, without a restart."""
+
+    def __init__(self, path: Path, options: Options, directory, reactor) -> None:
+        self.path = path
+        self.options = options
+        self.directory = directory
+        self.reactor = reactor
+        self._previous = None
+
+    def startService(self):
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._on_signal)
+
+    def stopService(self):
+        super().stopService()
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.reactor.callFromThread(self.reload)
+
+    def reload(self) -> defer.Deferred:
+        """Read the file in a thread; apply it on the reactor, or keep the old one on error."""
+        log.info("reloading {path}", path=str(self.path))
+        d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), build_config, self.options)
+
+        def apply(config: GatewayConfig) -> None:
+            self.directory.replace(config.sites, config.resources)
+            log.info(
+                "configuration reloaded: {s} site(s), {r} resource(s) (listeners for tunnels and the "
+                "API change only with a restart)",
+                s=len(config.sites),
+                r=len(config.resources),
+            )
+
+        def failed(failure) -> None:
+            if failure.check(ConfigError):
+                log.error("configuration not reloaded, the old one stays: {why}", why=failure.getErrorMessage())
+            else:
+                log.failure("configuration reload failed", failure)
+
+        return d.addCallback(apply).addErrback(failed)
+
+
 class DrainService(service.Service):
     """On shutdown, ask every edge to go away and wait (bounded) for the tunnels to close."""
 
@@ -144,7 +190,16 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
         listen(description, transports.tls_server_factory(factory, creds))
     for description in config.tunnel_ws:
         listen(description, transports.websocket_server_factory(factory, creds, path=config.ws_path))
-    TCPResourceService(directory, registry, reactor, DRAIN_TIMEOUT).setServiceParent(top)
+    tcp = TCPResourceService(directory, registry, reactor, DRAIN_TIMEOUT)
+    tcp.setServiceParent(top)
+
+    def configuration_changed() -> None:
+        handler.configuration_changed()
+        tcp.reconcile()
+
+    directory.subscribe(configuration_changed)
+    if options["config"]:
+        ConfigReloader(Path(options["config"]), options, directory, reactor).setServiceParent(top)
     if config.api:
         listen(config.api, WebSite(status_root(directory, registry)))
     DrainService(registry, reactor).setServiceParent(top)
