@@ -118,7 +118,8 @@ class ConfigReloader(service.Service):
 
         def failed(failure) -> None:
             if failure.check(ConfigError):
-                log.error("configuration not reloaded, the old one stays: {why}", why=failure.getErrorMessage())
+                why = failure.getErrorMessage()
+                log.error("configuration not reloaded, the old one stays: {why}", why=why)
             else:
                 log.failure("configuration reload failed", failure)
 
