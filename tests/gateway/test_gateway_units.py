@@ -7,8 +7,8 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.test import iosim
 
+import memory_pump
 from kokoa.gateway import Site, StaticSiteDirectory, TCPResource, TunnelRegistry
 from kokoa.gateway._tcp import TCPResourceFactory
 from kokoa.gateway._tunnels import GatewayTunnelHandler
@@ -121,8 +121,7 @@ def test_edges_may_not_open_streams_to_the_gateway():
 
     gateway = TunnelProtocol(Role.SERVER, h, clock)
     edge = TunnelProtocol(Role.CLIENT, EdgeSide(), clock, hello={"site": "home", "secret": SECRET})
-    _, _, pump = iosim.connectedServerAndClient(lambda: gateway, lambda: edge)
-    pump.flush()
+    _, _, pump = memory_pump.connect(gateway, edge, clock)
     assert edge.is_ready
 
     class Recorder(Protocol):

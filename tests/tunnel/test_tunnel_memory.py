@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.test import iosim
 
+import memory_pump
 from kokoa.tunnel import Refusal, TunnelProtocol
 from kokoa.wire import ErrorCode, Limits, Role
 
@@ -60,9 +60,7 @@ class Echo(Protocol):
 def connect(server_handler, client_handler, clock, limits=None, hello=None):
     server = TunnelProtocol(Role.SERVER, server_handler, clock, limits=limits)
     client = TunnelProtocol(Role.CLIENT, client_handler, clock, limits=limits, hello=hello or {"site": "a"})
-    c, s, pump = iosim.connectedServerAndClient(lambda: server, lambda: client)
-    pump.flush()
-    return s, c, pump
+    return memory_pump.connect(server, client, clock)
 
 
 def test_handshake_and_echo_stream():

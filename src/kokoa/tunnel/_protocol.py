@@ -95,6 +95,7 @@ class TunnelProtocol(Protocol):
         self._waiting_drain: set[TunnelStream] = set()
         self._finishing: set[TunnelStream] = set()  # write side closed, FIN maybe not yet out
         self._transport_lost = False
+        self._flush_call = None
         self._keepalive: task.LoopingCall | None = None
         self._handshake_timer = None
         self._ended = False
@@ -343,9 +344,14 @@ class TunnelProtocol(Protocol):
     # ----------------------------------------------------------- output
 
     def flush(self) -> None:
-        """Write what the session has to send, as long as the transport takes it."""
-        if self._receiving:
-            return  # dataReceived flushes once at the end
+        """Write what the session has to send, once per reactor turn: the writes of
+        many streams in one turn leave as one batch of frames."""
+        if self._receiving or self._flush_call is not None:
+            return  # dataReceived, or the scheduled call, flushes
+        self._flush_call = self.reactor.callLater(0, self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_call = None
         self._flush_now()
 
     def _flush_now(self) -> None:

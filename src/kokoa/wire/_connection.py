@@ -124,6 +124,7 @@ class Connection:
         self._out: list[bytes] = []
         self._streams: dict[int, _Stream] = {}
         self._ready: deque[int] = deque()  # streams with sendable data, in turn order
+        self._ready_set: set[int] = set()  # the same ids, for membership tests
         self._next_local_id = 1 if role is Role.CLIENT else 2
         self._highest_peer_id = 0
         self._peer_open_count = 0
@@ -382,8 +383,10 @@ class Connection:
             ready = self._ready
             version = self.version
             max_frame = self.peer.max_frame_size
+            ready_set = self._ready_set
             while ready and budget > 0:
                 sid = ready.popleft()
+                ready_set.discard(sid)
                 stream = self._streams.get(sid)
                 if stream is None or not stream.sendable():
                     continue
@@ -401,6 +404,7 @@ class Connection:
                     self._forget(stream)
                 elif stream.sendable():
                     ready.append(sid)
+                    ready_set.add(sid)
         return b"".join(out)
 
     @property
@@ -704,8 +708,9 @@ class Connection:
         return stream
 
     def _mark_ready(self, stream: _Stream) -> None:
-        if stream.sendable() and stream.stream_id not in self._ready:
+        if stream.sendable() and stream.stream_id not in self._ready_set:
             self._ready.append(stream.stream_id)
+            self._ready_set.add(stream.stream_id)
 
     def _forget(self, stream: _Stream) -> None:
         stream.state = StreamState.CLOSED
@@ -759,6 +764,7 @@ class Connection:
         for stream in list(self._streams.values()):
             self._forget(stream)
         self._ready.clear()
+        self._ready_set.clear()
         self._hello_pending = False
         return ev.ConnectionTerminated(int(code), message, by_peer)
 

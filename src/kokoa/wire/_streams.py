@@ -6,6 +6,8 @@ import enum
 
 
 class StreamState(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is slow Python code
+
     IDLE = "idle"
     OPEN = "open"
     HALF_CLOSED_LOCAL = "half-closed-local"  # we sent FIN
@@ -14,6 +16,8 @@ class StreamState(enum.Enum):
 
 
 class StreamInput(enum.Enum):
+    __hash__ = object.__hash__
+
     SEND_OPEN = "send-open"
     RECV_OPEN = "recv-open"
     SEND_DATA = "send-data"
@@ -25,6 +29,8 @@ class StreamInput(enum.Enum):
 
 
 class Action(enum.Enum):
+    __hash__ = object.__hash__
+
     OK = "ok"
     IGNORE = "ignore"  # a late frame for a stream that is already gone
     LOCAL_ERROR = "local-error"  # the application misused the API
