@@ -17,7 +17,7 @@ from kokoa.secrets import generate_secret, hash_secret
 def _site_secret(args: argparse.Namespace) -> int:
     if not SITE_ID.match(args.site_id):
         print(
-            f"kokoa: site id {args.site_id!r} must be 1-63 lowercase letters, digits or '-'",
+            f"kokoa: site id {args.site_id!r} must be 1-63 lowercase letters, digits, '-' or '_'",
             file=sys.stderr,
         )
         return 2

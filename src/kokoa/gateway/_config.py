@@ -125,7 +125,7 @@ def _parse_sites(entries, where: str) -> list[Site]:
         check_keys(entry, {"id", "name", "secret_hash", "enabled"}, at)
         site_id = get_str(entry, "id", at, required=True)
         if not SITE_ID.match(site_id):
-            raise ConfigError(f"{at}: id {site_id!r} must be 1-63 lowercase letters, digits or '-'")
+            raise ConfigError(f"{at}: id {site_id!r} must be 1-63 lowercase letters, digits, '-' or '_'")
         secret_hash = get_str(entry, "secret_hash", at, required=True)
         digest = secret_hash[len(PREFIX) :]
         if not secret_hash.startswith(PREFIX) or not _HEX64.match(digest):

@@ -16,7 +16,7 @@ from zope.interface import Interface, implementer
 from kokoa.secrets import verify_secret
 
 #: What a site id may look like.
-SITE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SITE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 @dataclass(frozen=True, slots=True)

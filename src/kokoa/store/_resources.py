@@ -1,0 +1,439 @@
+"""Resources (what the gateway publishes: HTTP by hostname and path, TCP and UDP by port) and their
+targets (where, next to which site's edge, the traffic goes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
+
+from . import _schema as s
+from . import _validate as v
+from ._common import (
+    DEFAULT_LIMIT,
+    UNSET,
+    Page,
+    Unset,
+    atomic,
+    get_row,
+    new_id,
+    paginate,
+    record_change,
+    resolve_now,
+)
+from ._errors import Conflict, Invalid
+
+RESOURCE_KINDS = ("http", "tcp", "udp")
+#: The target schemes each kind of resource may use; the first is the default.
+TARGET_SCHEMES: dict[str, tuple[str, ...]] = {"http": ("http", "https"), "tcp": ("tcp",), "udp": ("udp",)}
+DEFAULT_WEIGHT = 100
+MAX_WEIGHT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    id: str
+    org_id: str
+    name: str
+    kind: str  # "http", "tcp" or "udp"
+    hostname: str | None  # HTTP only: ASCII (IDNA) form, maybe "*.example.com"
+    path_prefix: str | None  # HTTP only, starts with "/"
+    public_port: int | None  # TCP and UDP only
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """How the edge checks a target: a connection (TCP), or a GET of ``path`` (HTTP), every
+    ``interval`` seconds, each given ``timeout`` seconds; the target goes unhealthy after
+    ``unhealthy_threshold`` failures in a row and healthy again after ``healthy_threshold`` successes."""
+
+    enabled: bool = False
+    path: str | None = None
+    interval: int = 30
+    timeout: int = 5
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    id: str
+    resource_id: str
+    site_id: str
+    host: str  # an IP address (no brackets) or a hostname
+    port: int
+    scheme: str  # "http" or "https" for HTTP resources; "tcp" or "udp" otherwise
+    weight: int  # share of new connections among the resource's targets; 0 drains the target
+    enabled: bool
+    health_check: HealthCheck
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def address(self) -> str:
+        """``host:port``, with an IPv6 address in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _resource(row: Row[Any]) -> Resource:
+    return Resource(
+        row.id,
+        row.org_id,
+        row.name,
+        row.kind,
+        row.hostname,
+        row.path_prefix,
+        row.public_port,
+        row.enabled,
+        row.created_at,
+        row.updated_at,
+    )
+
+
+def _target(row: Row[Any]) -> Target:
+    check = HealthCheck(
+        row.hc_enabled,
+        row.hc_path,
+        row.hc_interval,
+        row.hc_timeout,
+        row.hc_healthy_threshold,
+        row.hc_unhealthy_threshold,
+    )
+    return Target(
+        row.id,
+        row.resource_id,
+        row.site_id,
+        row.host,
+        row.port,
+        row.scheme,
+        row.weight,
+        row.enabled,
+        check,
+        row.created_at,
+        row.updated_at,
+    )
+
+
+# -- resources ---------------------------------------------------------------------------------------
+
+
+def _kind_fields(kind: str, hostname: Any, path_prefix: Any, public_port: Any) -> dict[str, Any]:
+    """The kind-dependent fields, checked: HTTP needs a hostname (path prefix defaults to "/");
+    TCP and UDP need a public port and have neither."""
+    if kind == "http":
+        if public_port is not None:
+            raise Invalid("public_port", "only TCP and UDP resources have a public port")
+        if hostname is None:
+            raise Invalid("hostname", "is required for HTTP resources")
+        return {
+            "hostname": v.hostname(hostname, "hostname", wildcard=True),
+            "path_prefix": v.path("/" if path_prefix is None else path_prefix, "path_prefix"),
+            "public_port": None,
+        }
+    if hostname is not None:
+        raise Invalid("hostname", "only HTTP resources have a hostname")
+    if path_prefix is not None:
+        raise Invalid("path_prefix", "only HTTP resources have a path prefix")
+    if public_port is None:
+        raise Invalid("public_port", f"is required for {kind.upper()} resources")
+    return {"hostname": None, "path_prefix": None, "public_port": v.port(public_port, "public_port")}
+
+
+def _check_resource_free(conn: Connection, values: dict[str, Any], exclude: str | None = None) -> None:
+    r = s.resources
+    others = select(r.c.id).where(r.c.id != exclude) if exclude else select(r.c.id)
+    if conn.execute(
+        others.where(r.c.org_id == values["org_id"], func.lower(r.c.name) == values["name"].lower())
+    ).first():
+        raise Conflict("name", s.CONSTRAINT_FIELDS["uq_resources_org_name"][1])
+    if values["kind"] == "http":
+        clash = others.where(r.c.hostname == values["hostname"], r.c.path_prefix == values["path_prefix"])
+        if conn.execute(clash).first():
+            raise Conflict("hostname", s.CONSTRAINT_FIELDS["uq_resources_hostname_path_prefix"][1])
+    elif values["enabled"]:
+        clash = others.where(
+            r.c.kind == values["kind"], r.c.public_port == values["public_port"], r.c.enabled
+        )
+        if conn.execute(clash).first():
+            raise Conflict("public_port", s.CONSTRAINT_FIELDS["uq_resources_enabled_port"][1])
+
+
+@atomic
+def create_resource(
+    conn: Connection,
+    org_id: str,
+    name: str,
+    kind: str,
+    *,
+    hostname: str | None = None,
+    path_prefix: str | None = None,
+    public_port: int | None = None,
+    enabled: bool = True,
+    now: datetime | None = None,
+) -> Resource:
+    """A new resource: ``kind="http"`` with a ``hostname`` (and ``path_prefix``, "/" by default), or
+    ``"tcp"``/``"udp"`` with a ``public_port``."""
+    now = resolve_now(now)
+    get_row(conn, s.organizations, "organization", org_id)
+    values = {
+        "org_id": org_id,
+        "name": v.name(name),
+        "kind": v.one_of(kind, "kind", RESOURCE_KINDS),
+        "enabled": v.boolean(enabled, "enabled"),
+    }
+    values |= _kind_fields(kind, hostname, path_prefix, public_port)
+    _check_resource_free(conn, values)
+    resource_id = new_id("res")
+    conn.execute(insert(s.resources).values(id=resource_id, created_at=now, updated_at=now, **values))
+    record_change(conn, "resource", resource_id, "create", org_id, now)
+    return get_resource(conn, resource_id)
+
+
+def get_resource(conn: Connection, resource_id: str) -> Resource:
+    return _resource(get_row(conn, s.resources, "resource", resource_id))
+
+
+def list_resources(
+    conn: Connection,
+    *,
+    org_id: str | None = None,
+    kind: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[Resource]:
+    query = select(s.resources)
+    if org_id is not None:
+        query = query.where(s.resources.c.org_id == org_id)
+    if kind is not None:
+        query = query.where(s.resources.c.kind == v.one_of(kind, "kind", RESOURCE_KINDS))
+    return paginate(conn, query, s.resources, _resource, limit, cursor)
+
+
+@atomic
+def update_resource(
+    conn: Connection,
+    resource_id: str,
+    *,
+    name: str | Unset = UNSET,
+    hostname: str | Unset = UNSET,
+    path_prefix: str | Unset = UNSET,
+    public_port: int | Unset = UNSET,
+    enabled: bool | Unset = UNSET,
+    now: datetime | None = None,
+) -> Resource:
+    """Change some of a resource's fields (its kind is fixed: make a new resource instead)."""
+    now = resolve_now(now)
+    current = get_resource(conn, resource_id)
+
+    def pick(new: Any, old: Any) -> Any:
+        return old if new is UNSET else new
+
+    values = {
+        "org_id": current.org_id,
+        "name": v.name(pick(name, current.name)),
+        "kind": current.kind,
+        "enabled": v.boolean(pick(enabled, current.enabled), "enabled"),
+    }
+    values |= _kind_fields(
+        current.kind,
+        pick(hostname, current.hostname),
+        pick(path_prefix, current.path_prefix),
+        pick(public_port, current.public_port),
+    )
+    _check_resource_free(conn, values, exclude=resource_id)
+    changed = {k: val for k, val in values.items() if getattr(current, k) != val}
+    if changed:
+        conn.execute(
+            update(s.resources).where(s.resources.c.id == resource_id).values(updated_at=now, **changed)
+        )
+        record_change(conn, "resource", resource_id, "update", current.org_id, now)
+    return get_resource(conn, resource_id)
+
+
+@atomic
+def delete_resource(conn: Connection, resource_id: str, *, now: datetime | None = None) -> None:
+    """Delete a resource with its targets, grants and rules."""
+    now = resolve_now(now)
+    current = get_resource(conn, resource_id)
+    conn.execute(delete(s.resources).where(s.resources.c.id == resource_id))
+    record_change(conn, "resource", resource_id, "delete", current.org_id, now)
+
+
+# -- targets -----------------------------------------------------------------------------------------
+
+
+def _health_check(value: Any, scheme: str) -> dict[str, Any]:
+    if value is None:
+        value = HealthCheck()
+    elif isinstance(value, Mapping):
+        unknown = set(value) - {f.name for f in fields(HealthCheck)}
+        if unknown:
+            raise Invalid("health_check", f"unknown setting(s): {', '.join(sorted(unknown))}")
+        value = HealthCheck(**value)
+    elif not isinstance(value, HealthCheck):
+        raise Invalid("health_check", "must be a HealthCheck or a mapping of its settings")
+    interval = v.integer(value.interval, "health_check.interval", 1, 3600)
+    timeout = v.integer(value.timeout, "health_check.timeout", 1, 300)
+    if timeout > interval:
+        raise Invalid("health_check.timeout", "must not be longer than the interval")
+    path = value.path
+    if path is not None:
+        if scheme not in ("http", "https"):
+            raise Invalid("health_check.path", "only HTTP targets are checked by path")
+        path = v.path(path, "health_check.path")
+    elif scheme in ("http", "https"):
+        path = "/"
+    return {
+        "hc_enabled": v.boolean(value.enabled, "health_check.enabled"),
+        "hc_path": path,
+        "hc_interval": interval,
+        "hc_timeout": timeout,
+        "hc_healthy_threshold": v.integer(value.healthy_threshold, "health_check.healthy_threshold", 1, 100),
+        "hc_unhealthy_threshold": v.integer(
+            value.unhealthy_threshold, "health_check.unhealthy_threshold", 1, 100
+        ),
+    }
+
+
+def _target_values(
+    conn: Connection,
+    resource: Resource,
+    site_id: Any,
+    host: Any,
+    port: Any,
+    scheme: Any,
+    weight: Any,
+    enabled: Any,
+    health_check: Any,
+) -> dict[str, Any]:
+    site = get_row(conn, s.sites, "site", site_id)
+    if site.org_id != resource.org_id:
+        raise Invalid("site_id", "the site belongs to another organization than the resource")
+    schemes = TARGET_SCHEMES[resource.kind]
+    scheme = schemes[0] if scheme is None else v.one_of(scheme, "scheme", schemes)
+    return {
+        "resource_id": resource.id,
+        "site_id": site_id,
+        "host": v.host(host),
+        "port": v.port(port),
+        "scheme": scheme,
+        "weight": v.integer(weight, "weight", 0, MAX_WEIGHT),
+        "enabled": v.boolean(enabled, "enabled"),
+        **_health_check(health_check, scheme),
+    }
+
+
+def _check_target_free(conn: Connection, values: dict[str, Any], exclude: str | None = None) -> None:
+    t = s.targets
+    query = select(t.c.id).where(
+        t.c.resource_id == values["resource_id"],
+        t.c.site_id == values["site_id"],
+        t.c.host == values["host"],
+        t.c.port == values["port"],
+    )
+    if exclude is not None:
+        query = query.where(t.c.id != exclude)
+    if conn.execute(query).first():
+        raise Conflict("port", s.CONSTRAINT_FIELDS["uq_targets_endpoint"][1])
+
+
+@atomic
+def create_target(
+    conn: Connection,
+    resource_id: str,
+    site_id: str,
+    host: str,
+    port: int,
+    *,
+    scheme: str | None = None,
+    weight: int = DEFAULT_WEIGHT,
+    enabled: bool = True,
+    health_check: HealthCheck | Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Target:
+    """A new target of the resource, reached through the site's edge (scheme defaults to the kind's)."""
+    now = resolve_now(now)
+    resource = get_resource(conn, resource_id)
+    values = _target_values(conn, resource, site_id, host, port, scheme, weight, enabled, health_check)
+    _check_target_free(conn, values)
+    target_id = new_id("tgt")
+    conn.execute(insert(s.targets).values(id=target_id, created_at=now, updated_at=now, **values))
+    record_change(conn, "target", target_id, "create", resource.org_id, now)
+    return get_target(conn, target_id)
+
+
+def get_target(conn: Connection, target_id: str) -> Target:
+    return _target(get_row(conn, s.targets, "target", target_id))
+
+
+def list_targets(
+    conn: Connection,
+    *,
+    resource_id: str | None = None,
+    site_id: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Page[Target]:
+    query = select(s.targets)
+    if resource_id is not None:
+        query = query.where(s.targets.c.resource_id == resource_id)
+    if site_id is not None:
+        query = query.where(s.targets.c.site_id == site_id)
+    return paginate(conn, query, s.targets, _target, limit, cursor)
+
+
+@atomic
+def update_target(
+    conn: Connection,
+    target_id: str,
+    *,
+    site_id: str | Unset = UNSET,
+    host: str | Unset = UNSET,
+    port: int | Unset = UNSET,
+    scheme: str | Unset = UNSET,
+    weight: int | Unset = UNSET,
+    enabled: bool | Unset = UNSET,
+    health_check: HealthCheck | Mapping[str, Any] | Unset = UNSET,
+    now: datetime | None = None,
+) -> Target:
+    now = resolve_now(now)
+    current = get_target(conn, target_id)
+    resource = get_resource(conn, current.resource_id)
+
+    def pick(new: Any, old: Any) -> Any:
+        return old if new is UNSET else new
+
+    values = _target_values(
+        conn,
+        resource,
+        pick(site_id, current.site_id),
+        pick(host, current.host),
+        pick(port, current.port),
+        pick(scheme, current.scheme),
+        pick(weight, current.weight),
+        pick(enabled, current.enabled),
+        pick(health_check, current.health_check),
+    )
+    _check_target_free(conn, values, exclude=target_id)
+    row = get_row(conn, s.targets, "target", target_id)._mapping
+    changed = {k: val for k, val in values.items() if row[k] != val}
+    if changed:
+        conn.execute(update(s.targets).where(s.targets.c.id == target_id).values(updated_at=now, **changed))
+        record_change(conn, "target", target_id, "update", resource.org_id, now)
+    return get_target(conn, target_id)
+
+
+@atomic
+def delete_target(conn: Connection, target_id: str, *, now: datetime | None = None) -> None:
+    now = resolve_now(now)
+    current = get_target(conn, target_id)
+    resource = get_resource(conn, current.resource_id)
+    conn.execute(delete(s.targets).where(s.targets.c.id == target_id))
+    record_change(conn, "target", target_id, "delete", resource.org_id, now)

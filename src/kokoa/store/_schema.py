@@ -1,0 +1,332 @@
+"""The schema, in SQLAlchemy Core: what the repositories query.
+
+The migrations in ``migrations/versions`` build the same tables by hand;
+``tests/store/test_migrations.py`` checks that the two agree. Every constraint has an
+explicit name, so a violated one can be reported as an error on the right field
+(:data:`CONSTRAINT_FIELDS`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+#: Lengths shared by the schema and validation.
+ID_LENGTH = 40
+NAME_LENGTH = 100
+HOSTNAME_LENGTH = 253
+PATH_LENGTH = 1024
+EMAIL_LENGTH = 254
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every engine (SQLite keeps naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store takes timezone-aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: JSON documents: JSONB on PostgreSQL, JSON text on SQLite.
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+#: Auto-increment integer keys: BIGINT on PostgreSQL, INTEGER (the rowid) on SQLite.
+Serial = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={"pk": "pk_%(table_name)s", "fk": "fk_%(table_name)s_%(column_0_name)s"}
+)
+
+
+def _id() -> Column[Any]:
+    return Column("id", String(ID_LENGTH), primary_key=True)
+
+
+def _ref(
+    name: str, table: str, ondelete: str | None = "CASCADE", nullable: bool = False, primary_key: bool = False
+) -> Column[Any]:
+    """A column referencing ``table``'s id (its constraint is named ``fk_<this table>_<name>``)."""
+    return Column(
+        name,
+        String(ID_LENGTH),
+        ForeignKey(f"{table}.id", ondelete=ondelete),
+        nullable=nullable,
+        primary_key=primary_key,
+    )
+
+
+def _timestamps() -> list[Column[Any]]:
+    return [
+        Column("created_at", UTCDateTime(), nullable=False),
+        Column("updated_at", UTCDateTime(), nullable=False),
+    ]
+
+
+config_version = Table(
+    "config_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+    CheckConstraint("id = 1", name="ck_config_version_single_row"),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("version", BigInteger, nullable=False),
+    Column("org_id", String(ID_LENGTH), nullable=True),
+    Column("kind", String(32), nullable=False),
+    Column("object_id", String(ID_LENGTH), nullable=False),
+    Column("op", String(16), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    CheckConstraint("op IN ('create', 'update', 'delete')", name="ck_changes_op"),
+    Index("ix_changes_version", "version"),
+)
+
+organizations = Table(
+    "organizations",
+    metadata,
+    _id(),
+    Column("name", String(NAME_LENGTH), nullable=False),
+    *_timestamps(),
+)
+Index("uq_organizations_name", func.lower(organizations.c.name), unique=True)
+
+users = Table(
+    "users",
+    metadata,
+    _id(),
+    Column("email", String(EMAIL_LENGTH), nullable=False),
+    Column("display_name", String(NAME_LENGTH), nullable=True),
+    Column("password_hash", Text, nullable=True),
+    Column("status", String(16), nullable=False),
+    *_timestamps(),
+    UniqueConstraint("email", name="uq_users_email"),
+    CheckConstraint("status IN ('active', 'disabled', 'invited')", name="ck_users_status"),
+)
+
+roles = Table(
+    "roles",
+    metadata,
+    _id(),
+    _ref("org_id", "organizations"),
+    Column("name", String(NAME_LENGTH), nullable=False),
+    Column("description", String(500), nullable=False),
+    Column("builtin", Boolean(), nullable=False),
+    *_timestamps(),
+)
+Index("uq_roles_org_name", roles.c.org_id, func.lower(roles.c.name), unique=True)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    _ref("org_id", "organizations", primary_key=True),
+    _ref("user_id", "users", primary_key=True),
+    _ref("role_id", "roles", ondelete=None),
+    *_timestamps(),
+    Index("ix_memberships_user_id", "user_id"),
+    Index("ix_memberships_role_id", "role_id"),
+)
+
+sites = Table(
+    "sites",
+    metadata,
+    _id(),
+    _ref("org_id", "organizations"),
+    Column("name", String(NAME_LENGTH), nullable=False),
+    Column("secret_hash", String(100), nullable=False),
+    Column("previous_secret_hash", String(100), nullable=True),
+    Column("previous_secret_expires_at", UTCDateTime(), nullable=True),
+    Column("enabled", Boolean(), nullable=False),
+    Column("online", Boolean(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=True),
+    *_timestamps(),
+)
+Index("uq_sites_org_name", sites.c.org_id, func.lower(sites.c.name), unique=True)
+
+resources = Table(
+    "resources",
+    metadata,
+    _id(),
+    _ref("org_id", "organizations"),
+    Column("name", String(NAME_LENGTH), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("hostname", String(HOSTNAME_LENGTH), nullable=True),
+    Column("path_prefix", String(PATH_LENGTH), nullable=True),
+    Column("public_port", Integer, nullable=True),
+    Column("enabled", Boolean(), nullable=False),
+    *_timestamps(),
+    CheckConstraint("kind IN ('http', 'tcp', 'udp')", name="ck_resources_kind"),
+    CheckConstraint("public_port BETWEEN 1 AND 65535", name="ck_resources_public_port"),
+    CheckConstraint(
+        "(kind = 'http' AND hostname IS NOT NULL AND path_prefix IS NOT NULL AND public_port IS NULL)"
+        " OR (kind IN ('tcp', 'udp') AND public_port IS NOT NULL AND hostname IS NULL"
+        " AND path_prefix IS NULL)",
+        name="ck_resources_fields_per_kind",
+    ),
+    UniqueConstraint("hostname", "path_prefix", name="uq_resources_hostname_path_prefix"),
+)
+Index("uq_resources_org_name", resources.c.org_id, func.lower(resources.c.name), unique=True)
+Index(
+    "uq_resources_enabled_port",
+    resources.c.kind,
+    resources.c.public_port,
+    unique=True,
+    sqlite_where=resources.c.enabled,
+    postgresql_where=resources.c.enabled,
+)
+
+targets = Table(
+    "targets",
+    metadata,
+    _id(),
+    _ref("resource_id", "resources"),
+    _ref("site_id", "sites"),
+    Column("host", String(HOSTNAME_LENGTH), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("scheme", String(8), nullable=False),
+    Column("weight", Integer, nullable=False),
+    Column("enabled", Boolean(), nullable=False),
+    Column("hc_enabled", Boolean(), nullable=False),
+    Column("hc_path", String(PATH_LENGTH), nullable=True),
+    Column("hc_interval", Integer, nullable=False),
+    Column("hc_timeout", Integer, nullable=False),
+    Column("hc_healthy_threshold", Integer, nullable=False),
+    Column("hc_unhealthy_threshold", Integer, nullable=False),
+    *_timestamps(),
+    CheckConstraint("port BETWEEN 1 AND 65535", name="ck_targets_port"),
+    CheckConstraint("scheme IN ('http', 'https', 'tcp', 'udp')", name="ck_targets_scheme"),
+    CheckConstraint("weight BETWEEN 0 AND 1000", name="ck_targets_weight"),
+    CheckConstraint("hc_interval BETWEEN 1 AND 3600", name="ck_targets_hc_interval"),
+    CheckConstraint("hc_timeout BETWEEN 1 AND 300", name="ck_targets_hc_timeout"),
+    CheckConstraint("hc_healthy_threshold BETWEEN 1 AND 100", name="ck_targets_hc_healthy_threshold"),
+    CheckConstraint("hc_unhealthy_threshold BETWEEN 1 AND 100", name="ck_targets_hc_unhealthy_threshold"),
+    UniqueConstraint("resource_id", "site_id", "host", "port", name="uq_targets_endpoint"),
+    Index("ix_targets_site_id", "site_id"),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    _id(),
+    _ref("resource_id", "resources"),
+    _ref("role_id", "roles", nullable=True),
+    _ref("user_id", "users", nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint("(role_id IS NULL) <> (user_id IS NULL)", name="ck_grants_one_grantee"),
+    UniqueConstraint("resource_id", "role_id", name="uq_grants_resource_role"),
+    UniqueConstraint("resource_id", "user_id", name="uq_grants_resource_user"),
+    Index("ix_grants_role_id", "role_id"),
+    Index("ix_grants_user_id", "user_id"),
+)
+
+rules = Table(
+    "rules",
+    metadata,
+    _id(),
+    _ref("resource_id", "resources"),
+    Column("priority", Integer, nullable=False),
+    Column("action", String(8), nullable=False),
+    Column("cidr", String(64), nullable=True),
+    Column("path", String(PATH_LENGTH), nullable=True),
+    Column("method", String(16), nullable=True),
+    Column("enabled", Boolean(), nullable=False),
+    *_timestamps(),
+    CheckConstraint("action IN ('allow', 'deny', 'bypass')", name="ck_rules_action"),
+    CheckConstraint("priority BETWEEN 0 AND 1000000", name="ck_rules_priority"),
+    UniqueConstraint("resource_id", "priority", name="uq_rules_resource_priority"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(),
+    _ref("org_id", "organizations", nullable=True),
+    Column("name", String(NAME_LENGTH), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("secret_hash", String(100), nullable=False),
+    Column("scopes", JSONDocument, nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    _ref("created_by", "users", ondelete="SET NULL", nullable=True),
+    *_timestamps(),
+    UniqueConstraint("prefix", name="uq_api_keys_prefix"),
+    Index("ix_api_keys_org_id", "org_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("org_id", String(ID_LENGTH), nullable=True),  # no foreign key: the log outlives what it names
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("object_kind", String(32), nullable=True),
+    Column("object_id", String(100), nullable=True),
+    Column("before", JSONDocument, nullable=True),
+    Column("after", JSONDocument, nullable=True),
+    Column("source_address", String(64), nullable=True),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_actor", "actor"),
+    Index("ix_audit_log_action", "action"),
+    Index("ix_audit_log_object_id", "object_id"),
+    Index("ix_audit_log_org_id", "org_id"),
+)
+
+#: A violated constraint's name -> (the field to report, what to say).
+CONSTRAINT_FIELDS: dict[str, tuple[str, str]] = {
+    "uq_organizations_name": ("name", "an organization with this name already exists"),
+    "uq_users_email": ("email", "a user with this email address already exists"),
+    "uq_roles_org_name": ("name", "a role with this name already exists in the organization"),
+    "pk_memberships": ("user_id", "the user is already a member of the organization"),
+    "uq_sites_org_name": ("name", "a site with this name already exists in the organization"),
+    "uq_resources_org_name": ("name", "a resource with this name already exists in the organization"),
+    "uq_resources_hostname_path_prefix": (
+        "hostname",
+        "another HTTP resource already serves this hostname and path prefix",
+    ),
+    "uq_resources_enabled_port": (
+        "public_port",
+        "another enabled resource of this kind already listens on this public port",
+    ),
+    "uq_targets_endpoint": ("port", "the resource already has this target on this site"),
+    "uq_grants_resource_role": ("role_id", "the role already has access to the resource"),
+    "uq_grants_resource_user": ("user_id", "the user already has access to the resource"),
+    "uq_rules_resource_priority": ("priority", "another rule of the resource has this priority"),
+    "uq_api_keys_prefix": ("prefix", "an API key with this prefix already exists"),
+}

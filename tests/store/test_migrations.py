@@ -1,0 +1,324 @@
+"""Migrations: data written at any revision survives the upgrade to head; the schema built by the
+migrations is the one the code queries.
+
+When you add a migration NNNN:
+  1. add ``fill_NNNN`` below, writing a row to every table that exists at NNNN, the way that version
+     of Kokoa would have, and register it in FILLERS;
+  2. if NNNN renames or transforms a column, teach ``expected_at_head`` what becomes of older rows.
+Every revision is then tested: build it, fill it, upgrade to head, find every row intact.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, column, insert, inspect, select, table, text
+from store_support import NOW
+
+from kokoa import store as st
+from kokoa.secrets import hash_secret
+from kokoa.store import _schema, _users
+from kokoa.store._engine import create_store_engine
+from kokoa.store._schema import JSONDocument, UTCDateTime
+
+pytestmark = pytest.mark.sans_io  # migrations on a connection: no reactor involved
+
+SITE_SECRET = "site-secret-at-0001"
+API_KEY = "kk_abcd1234_" + "k" * 43
+PASSWORD = "password at 0001"
+
+Rows = dict[str, list[dict[str, Any]]]
+
+
+def _insert(
+    conn: Connection, name: str, rows: list[dict[str, Any]], types: dict[str, Any] | None = None
+) -> None:
+    """Insert into ``name`` through a lightweight table clause (not the head schema's Table)."""
+    types = types or {}
+    columns = [column(c, types.get(c)) for c in rows[0]]
+    conn.execute(insert(table(name, *columns)), rows)
+
+
+def fill_0001(conn: Connection) -> Rows:
+    """One row (at least) in every table of revision 0001."""
+    t0, t1 = NOW, NOW + timedelta(seconds=1)
+    stamps = {"created_at": t0, "updated_at": t1}
+    time = UTCDateTime()
+    rows: Rows = {
+        "organizations": [{"id": "org_m1", "name": "Acme", **stamps}],
+        "users": [
+            {
+                "id": "user_m1",
+                "email": "ann@example.com",
+                "display_name": "Ann",
+                "password_hash": _users.PASSWORD_HASHER.hash(PASSWORD),
+                "status": "active",
+                **stamps,
+            }
+        ],
+        "roles": [
+            {"id": f"role_m{i}", "org_id": "org_m1", "name": n, "description": "", "builtin": b, **stamps}
+            for i, (n, b) in enumerate([("Owner", True), ("Admin", True), ("Member", True), ("Ops", False)])
+        ],
+        "memberships": [{"org_id": "org_m1", "user_id": "user_m1", "role_id": "role_m0", **stamps}],
+        "sites": [
+            {
+                "id": "site_m1",
+                "org_id": "org_m1",
+                "name": "home",
+                "secret_hash": hash_secret(SITE_SECRET),
+                "previous_secret_hash": hash_secret("older"),
+                "previous_secret_expires_at": t1,
+                "enabled": True,
+                "online": True,
+                "last_seen_at": t0,
+                **stamps,
+            }
+        ],
+        "resources": [
+            {
+                "id": "res_m1",
+                "org_id": "org_m1",
+                "name": "web",
+                "kind": "http",
+                "hostname": "a.example.com",
+                "path_prefix": "/",
+                "public_port": None,
+                "enabled": True,
+                **stamps,
+            },
+            {
+                "id": "res_m2",
+                "org_id": "org_m1",
+                "name": "ssh",
+                "kind": "tcp",
+                "hostname": None,
+                "path_prefix": None,
+                "public_port": 2222,
+                "enabled": False,
+                **stamps,
+            },
+        ],
+        "targets": [
+            {
+                "id": "tgt_m1",
+                "resource_id": "res_m1",
+                "site_id": "site_m1",
+                "host": "10.0.0.1",
+                "port": 80,
+                "scheme": "http",
+                "weight": 100,
+                "enabled": True,
+                "hc_enabled": True,
+                "hc_path": "/healthz",
+                "hc_interval": 30,
+                "hc_timeout": 5,
+                "hc_healthy_threshold": 2,
+                "hc_unhealthy_threshold": 3,
+                **stamps,
+            }
+        ],
+        "grants": [
+            {
+                "id": "grant_m1",
+                "resource_id": "res_m1",
+                "role_id": "role_m3",
+                "user_id": None,
+                "created_at": t0,
+            },
+            {
+                "id": "grant_m2",
+                "resource_id": "res_m1",
+                "role_id": None,
+                "user_id": "user_m1",
+                "created_at": t0,
+            },
+        ],
+        "rules": [
+            {
+                "id": "rule_m1",
+                "resource_id": "res_m1",
+                "priority": 10,
+                "action": "deny",
+                "cidr": "10.0.0.0/8",
+                "path": "/admin*",
+                "method": "POST",
+                "enabled": True,
+                **stamps,
+            }
+        ],
+        "api_keys": [
+            {
+                "id": "key_m1",
+                "org_id": "org_m1",
+                "name": "ci",
+                "prefix": API_KEY[:11],
+                "secret_hash": hash_secret(API_KEY),
+                "scopes": ["sites:read"],
+                "expires_at": NOW + timedelta(days=365),
+                "last_used_at": None,
+                "revoked_at": None,
+                "created_by": "user_m1",
+                **stamps,
+            }
+        ],
+        "audit_log": [
+            {  # serial ids: let the database number them, as Kokoa does
+                "at": t0,
+                "org_id": "org_m1",
+                "actor": "user:user_m1",
+                "action": "site.update",
+                "object_kind": "site",
+                "object_id": "site_m1",
+                "before": {"name": "house"},
+                "after": {"name": "home", "tags": [1, 2]},
+                "source_address": "192.0.2.1",
+            }
+        ],
+        "changes": [
+            {
+                "version": 1,
+                "org_id": "org_m1",
+                "kind": "site",
+                "object_id": "site_m1",
+                "op": "create",
+                "at": t0,
+            }
+        ],
+    }
+    types = {
+        name: time
+        for name in (
+            "created_at",
+            "updated_at",
+            "previous_secret_expires_at",
+            "last_seen_at",
+            "expires_at",
+            "at",
+        )
+    } | {
+        "last_used_at": time,
+        "revoked_at": time,
+        "scopes": JSONDocument,
+        "before": JSONDocument,
+        "after": JSONDocument,
+    }
+    for name, table_rows in rows.items():
+        _insert(conn, name, table_rows, types)
+    conn.execute(text("UPDATE config_version SET version = 1"))
+    rows["config_version"] = [{"id": 1, "version": 1}]
+    return rows
+
+
+#: Revision -> what fills a database at that revision.
+FILLERS: dict[str, Callable[[Connection], Rows]] = {"0001": fill_0001}
+
+
+def expected_at_head(revision: str, table_name: str, row: dict[str, Any]) -> dict[str, Any]:
+    """What a row written at ``revision`` looks like at head (no migration transforms data yet)."""
+    return row
+
+
+def _key(table_name: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The row's primary key, or (for serial ids the database chose) its plain columns."""
+    model = _schema.metadata.tables[table_name]
+    primary = [c.name for c in model.primary_key.columns]
+    if all(name in row for name in primary):
+        return {name: row[name] for name in primary}
+    return {k: val for k, val in row.items() if model.c[k].type is not JSONDocument and val is not None}
+
+
+def test_every_revision_has_a_filler():
+    assert list(FILLERS) == st.revisions(), (
+        "add a fill_NNNN for each new migration (see the module docstring)"
+    )
+
+
+@pytest.mark.parametrize("start", st.revisions())
+def test_rows_written_at_any_revision_survive_the_upgrade_to_head(empty_url, start):
+    engine = create_store_engine(empty_url)
+    try:
+        st.upgrade(engine, start)
+        assert st.current_revision(engine) == start
+        with engine.begin() as conn:
+            rows = FILLERS[start](conn)
+        st.upgrade(engine)
+        assert st.current_revision(engine) == st.head_revision()
+        with engine.connect() as conn:
+            for table_name, table_rows in rows.items():
+                head_table = _schema.metadata.tables[table_name]
+                for row in table_rows:
+                    expected = expected_at_head(start, table_name, row)
+                    key = _key(table_name, expected)
+                    found = conn.execute(
+                        select(head_table).where(*(head_table.c[k] == val for k, val in key.items()))
+                    ).one()
+                    assert {k: found._mapping[k] for k in expected} == expected, table_name
+            # and the code reads them as it reads its own
+            assert st.verify_password(conn, "ann@example.com", PASSWORD) is not None
+            assert st.authenticate_site(conn, "site_m1", SITE_SECRET, now=NOW) is not None
+            assert st.authenticate_api_key(conn, API_KEY, now=NOW, touch=False) is not None
+            snapshot = st.load_snapshot(conn)
+            assert [r.id for r in snapshot.resources] == ["res_m1", "res_m2"]
+            assert snapshot.targets[0].health_check.path == "/healthz"
+            assert [r.action for r in st.list_rules(conn, "res_m1")] == ["deny"]
+            assert st.list_audit(conn).items[0].after == {"name": "home", "tags": [1, 2]}
+            # the sequences moved past the filled ids
+            assert st.append_audit(conn, "system", "test").id > 1
+    finally:
+        engine.dispose()
+
+
+def test_migrations_build_the_schema_the_code_queries(url):
+    engine = create_store_engine(url)
+    try:
+        with engine.connect() as conn, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SQLite cannot reflect expression indexes: checked below
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True}
+            )
+            assert compare_metadata(context, _schema.metadata) == []
+            inspector = inspect(conn)
+            for name, model in _schema.metadata.tables.items():
+                checks = {c["name"] for c in inspector.get_check_constraints(name)}
+                assert checks >= {c.name for c in model.constraints if c.name and c.name.startswith("ck_")}, (
+                    name
+                )
+            if conn.dialect.name == "sqlite":
+                indexes = set(
+                    conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'index'")).scalars()
+                )
+            else:
+                indexes = set(conn.execute(text("SELECT indexname FROM pg_indexes")).scalars())
+            assert {i.name for t in _schema.metadata.tables.values() for i in t.indexes} <= indexes
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_to_base_and_up_again(url):
+    engine = create_store_engine(url)
+    try:
+        st.downgrade(engine, "base")
+        assert st.current_revision(engine) is None
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+        st.upgrade(engine)
+        assert st.current_revision(engine) == st.head_revision()
+        with engine.connect() as conn:
+            assert st.config_version(conn) == 0
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_takes_a_url_too(empty_url):
+    st.upgrade(empty_url)
+    engine = create_store_engine(empty_url)
+    try:
+        assert st.current_revision(engine) == st.head_revision()
+    finally:
+        engine.dispose()
