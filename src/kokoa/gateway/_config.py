@@ -44,6 +44,9 @@ _TOP_KEYS = {
     "sites",
     "resources",
     "max_tunnels_per_site",
+    "database",
+    "migrate",
+    "resource_interface",
 }
 
 
@@ -62,6 +65,9 @@ class GatewayConfig:
     ping_timeout: float = DEFAULT_PING_TIMEOUT
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     max_tunnels_per_site: int = DEFAULT_MAX_TUNNELS_PER_SITE
+    database: str | None = None  # None: SQLite in the data directory
+    migrate: bool = True
+    resource_interface: str = ""  # the address resource ports of the store listen on ("" = all)
     sites: list[Site] = field(default_factory=list)
     resources: list[TCPResource] = field(default_factory=list)
 
@@ -109,6 +115,13 @@ def load_gateway_config(path: str | Path | None) -> GatewayConfig:
     config.max_tunnels_per_site = raw.get("max_tunnels_per_site", DEFAULT_MAX_TUNNELS_PER_SITE)
     if type(config.max_tunnels_per_site) is not int or config.max_tunnels_per_site < 1:
         raise ConfigError(f"{where}: max_tunnels_per_site must be a whole number of at least 1")
+    config.database = get_str(raw, "database", where)
+    config.resource_interface = raw.get("resource_interface", "")
+    if not isinstance(config.resource_interface, str):
+        raise ConfigError(f"{where}: resource_interface must be an IP address, or \"\" for all")
+    config.migrate = raw.get("migrate", True)
+    if not isinstance(config.migrate, bool):
+        raise ConfigError(f"{where}: migrate must be true or false")
     config.sites = _parse_sites(raw.get("sites", []), where)
     config.resources = _parse_resources(raw.get("resources", []), config.sites, where)
     return config

@@ -39,6 +39,12 @@ class TCPResource:
     target_host: str
     target_port: int
     enabled: bool = True
+    id: str = ""  # the store's id; config-file resources have none
+
+    @property
+    def key(self) -> str:
+        """What tells this resource apart from every other (names repeat across organizations)."""
+        return self.id or self.name
 
     @property
     def target(self) -> str:

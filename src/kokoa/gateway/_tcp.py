@@ -120,14 +120,14 @@ class TCPResourceService(MultiService):
 
     @defer.inlineCallbacks
     def _reconcile(self):
-        wanted = {r.name: r for r in self.directory.tcp_resources() if r.enabled}
-        for name, factory in list(self.factories.items()):
-            resource = wanted.get(name)
+        wanted = {r.key: r for r in self.directory.tcp_resources() if r.enabled}
+        for key, factory in list(self.factories.items()):
+            resource = wanted.get(key)
             if resource is not None and resource.listen == factory.resource.listen:
                 factory.resource = resource  # new connections use the new target; open ones go on
             else:
-                yield self.unlisten(name, "removed or disabled" if resource is None else "moved")
-        listening = [self.listen(r) for name, r in wanted.items() if name not in self.factories]
+                yield self.unlisten(key, "removed or disabled" if resource is None else "moved")
+        listening = [self.listen(r) for key, r in wanted.items() if key not in self.factories]
         yield defer.DeferredList(listening, consumeErrors=True)
 
     def listen(self, resource: TCPResource) -> defer.Deferred:
@@ -136,8 +136,8 @@ class TCPResourceService(MultiService):
         endpoint = endpoints.serverFromString(self.reactor, resource.listen)
 
         def listening(port):
-            self.ports[resource.name] = port
-            self.factories[resource.name] = factory
+            self.ports[resource.key] = port
+            self.factories[resource.key] = factory
             log.info(
                 "resource {name!r}: {listen} -> site {site!r} target {target}",
                 name=resource.name,
@@ -159,16 +159,16 @@ class TCPResourceService(MultiService):
         return endpoint.listen(factory).addCallbacks(listening, failed)
 
     @defer.inlineCallbacks
-    def unlisten(self, name: str, why: str):
+    def unlisten(self, key: str, why: str):
         """Stop serving a resource: close its listener and, cleanly, its connections."""
-        factory = self.factories.pop(name)
-        port = self.ports.pop(name)
+        factory = self.factories.pop(key)
+        port = self.ports.pop(key)
         yield port.stopListening()
         open_connections = len(factory.active)
         factory.close_all(abort=False)
         log.info(
             "resource {name!r} {why}: listener on {listen} closed, {n} connection(s) closed",
-            name=name,
+            name=factory.resource.name,
             why=why,
             listen=factory.resource.listen,
             n=open_connections,

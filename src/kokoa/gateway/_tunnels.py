@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
@@ -30,6 +32,8 @@ class GatewayTunnelHandler:
         self.directory = directory
         self.registry = registry
         self.max_tunnels_per_site = max_tunnels_per_site
+        #: Called with (site id, online) when a site's first tunnel comes or its last goes.
+        self.on_presence: Callable[[str, bool], None] | None = None
         self._site_of: dict[TunnelProtocol, str] = {}
 
     def hello_received(self, tunnel: TunnelProtocol, hello: dict) -> dict:
@@ -62,6 +66,8 @@ class GatewayTunnelHandler:
     def tunnel_ready(self, tunnel: TunnelProtocol, info: dict) -> None:
         site_id = self._site_of[tunnel]
         self.registry.add(site_id, tunnel)
+        if len(self.registry.tunnels(site_id)) == 1 and self.on_presence is not None:
+            self.on_presence(site_id, True)
         self.log.info(
             "edge connected: {peer}, edge version {version}, {n} tunnel(s) for this site",
             peer=tunnel.peer_name,
@@ -80,6 +86,8 @@ class GatewayTunnelHandler:
         if site_id is None:
             return
         self.registry.remove(site_id, tunnel)
+        if not self.registry.tunnels(site_id) and self.on_presence is not None:
+            self.on_presence(site_id, False)
         self.log.info(
             "edge disconnected: {peer} ({code}: {message}); {n} tunnel(s) left for this site",
             peer=tunnel.peer_name,

@@ -32,7 +32,9 @@ class Options(usage.Options):
         ["tls-cert", None, None, "PEM certificate (chain) for the tunnel listeners."],
         ["tls-key", None, None, "PEM private key for --tls-cert."],
         ["ws-path", None, None, "URL path of the WebSocket tunnel. Default: /tunnel"],
+        ["database", None, None, "postgresql://... to share the store; default: SQLite in the data dir."],
     ]
+    optFlags = [["no-migrate", None, "Refuse to start on a database that needs a migration."]]
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,6 +75,10 @@ def build_config(options: Options) -> GatewayConfig:
         config.api = None if options["api"] == "none" else options["api"]
     if options["ws-path"]:
         config.ws_path = options["ws-path"]
+    if options["database"]:
+        config.database = options["database"]
+    if options["no-migrate"]:
+        config.migrate = False
     if options["tls-cert"] or options["tls-key"]:
         if not (options["tls-cert"] and options["tls-key"]):
             raise ConfigError("--tls-cert and --tls-key go together")
@@ -126,6 +132,55 @@ class ConfigReloader(service.Service):
         return d.addCallback(apply).addErrback(failed)
 
 
+class StoreService(service.Service):
+    """Opens the store (migrating it unless told not to) and serves the directory from it.
+
+    The store opens in its thread pool once the reactor runs; a store that cannot be
+    opened stops the gateway with the reason."""
+
+    def __init__(self, url: str, migrate: bool, directory, reactor) -> None:
+        self.url = url
+        self.migrate = migrate
+        self.directory = directory
+        self.reactor = reactor
+        self.store = None
+        self.ready = defer.Deferred()
+
+    def startService(self):
+        super().startService()
+        from kokoa.store import Store
+
+        d = Store.open(self.url, self.reactor, migrate=self.migrate)
+        d.addCallback(self._opened)
+        d.addErrback(self._failed)
+
+    @defer.inlineCallbacks
+    def _opened(self, store):
+        self.store = store
+        yield self.directory.attach(store)
+        log.info("store open: {url}, schema {rev}", url=_shown(self.url), rev=store.revision)
+        self.ready.callback(store)
+
+    def _failed(self, failure) -> None:
+        log.error("cannot open the store {url}: {why}", url=_shown(self.url), why=failure.getErrorMessage())
+        if self.reactor.running:
+            self.reactor.stop()
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        super().stopService()
+        self.directory.detach()
+        if self.store is not None:
+            yield self.store.close()
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 class DrainService(service.Service):
     """On shutdown, ask every edge to go away and wait (bounded) for the tunnels to close."""
 
@@ -147,14 +202,30 @@ class DrainService(service.Service):
         return done
 
 
+def _record_presence(store_service: StoreService, site_id: str, online: bool) -> None:
+    """Note in the store that a site's edge came or went (sites of the file are not there)."""
+    store = store_service.store
+    if store is None or not site_id.startswith("site_"):
+        return
+    from kokoa.store import NotFound, mark_site_seen
+
+    def failed(failure):
+        if not failure.check(NotFound):
+            log.warn("cannot record presence of {site}: {why}", site=site_id, why=failure.getErrorMessage())
+
+    store.run(mark_site_seen, site_id, online=online).addErrback(failed)
+
+
 def makeService(options: Options, reactor=None) -> service.MultiService:
     if reactor is None:
         from twisted.internet import reactor
     from kokoa import pki, transports
+    from kokoa.store import database_url
 
     from ._model import StaticSiteDirectory
     from ._registry import TunnelRegistry
     from ._status import status_root
+    from ._store_directory import CombinedDirectory, StoreSiteDirectory
     from ._tcp import TCPResourceService
     from ._tunnels import GatewayTunnelHandler, tunnel_server_factory
 
@@ -170,9 +241,16 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
         raise usage.UsageError(str(e)) from None
 
     top = service.MultiService()
-    directory = StaticSiteDirectory(config.sites, config.resources)
+    file_directory = StaticSiteDirectory(config.sites, config.resources)
+    store_directory = StoreSiteDirectory(reactor, resource_interface=config.resource_interface)
+    directory = CombinedDirectory(file_directory, store_directory)
+    store_service = StoreService(
+        database_url(config.data_dir, config.database), config.migrate, store_directory, reactor
+    )
+    store_service.setServiceParent(top)
     registry = TunnelRegistry()
     handler = GatewayTunnelHandler(directory, registry, config.max_tunnels_per_site)
+    handler.on_presence = lambda site_id, online: _record_presence(store_service, site_id, online)
     factory = tunnel_server_factory(
         handler,
         reactor,
@@ -200,10 +278,11 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
 
     directory.subscribe(configuration_changed)
     if options["config"]:
-        ConfigReloader(Path(options["config"]), options, directory, reactor).setServiceParent(top)
+        ConfigReloader(Path(options["config"]), options, file_directory, reactor).setServiceParent(top)
     if config.api:
         listen(config.api, WebSite(status_root(directory, registry)))
     DrainService(registry, reactor).setServiceParent(top)
     top.registry = registry
     top.directory = directory
+    top.store_service = store_service
     return top

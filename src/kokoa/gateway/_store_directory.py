@@ -1,0 +1,174 @@
+"""Sites and resources from the store, served from memory and refreshed on change.
+
+The data plane never waits on the database: :class:`StoreSiteDirectory` keeps the
+last snapshot in memory. It reloads it after every change this process writes
+(the store's subscription) and when the configuration version in the database
+moves (a cheap poll), so a change written by another gateway process arrives too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ._model import AuthenticationFailed, ISiteDirectory, Site, SiteDisabled, TCPResource
+
+log = Logger()
+
+#: Seconds between checks of the database's configuration version.
+DEFAULT_POLL_INTERVAL = 0.25
+
+
+@implementer(ISiteDirectory)
+class StoreSiteDirectory:
+    """ISiteDirectory over a :class:`kokoa.store.Store` snapshot."""
+
+    def __init__(
+        self, reactor, poll_interval: float = DEFAULT_POLL_INTERVAL, resource_interface: str = ""
+    ) -> None:
+        self.reactor = reactor
+        self.resource_interface = resource_interface
+        self.poll_interval = poll_interval
+        self.store = None
+        self.version: int | None = None
+        self._credentials: dict = {}
+        self._sites: dict[str, Site] = {}
+        self._resources: list[TCPResource] = []
+        self._subscribers: list[Callable[[], None]] = []
+        self._lock = defer.DeferredLock()
+        self._poller: task.LoopingCall | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # ----------------------------------------------------------- lifecycle
+
+    @defer.inlineCallbacks
+    def attach(self, store):
+        """Start serving from ``store``: load it, then follow its changes."""
+        self.store = store
+        yield self.refresh()
+        self._unsubscribe = store.subscribe(lambda changes: self.refresh())
+        self._poller = task.LoopingCall(self._poll)
+        self._poller.clock = self.reactor
+        self._poller.start(self.poll_interval, now=False).addErrback(
+            lambda f: log.failure("configuration poll stopped", f)
+        )
+
+    def detach(self) -> None:
+        if self._poller is not None and self._poller.running:
+            self._poller.stop()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self.store = None
+
+    def refresh(self) -> defer.Deferred:
+        """Reload the snapshot (one at a time) and tell the subscribers if it moved."""
+        return self._lock.run(self._refresh)
+
+    @defer.inlineCallbacks
+    def _refresh(self):
+        if self.store is None:
+            return
+        snapshot = yield self.store.snapshot()
+        if snapshot.version == self.version:
+            return
+        self._apply(snapshot)
+        for callback in list(self._subscribers):
+            callback()
+
+    @defer.inlineCallbacks
+    def _poll(self):
+        if self.store is None or self._lock.locked:
+            return
+        from kokoa.store import config_version
+
+        try:
+            version = yield self.store.run(config_version)
+        except Exception as e:  # a database hiccup: keep serving what we have, say so
+            log.warn("cannot check the configuration version: {e}", e=e)
+            return
+        if version != self.version:
+            yield self.refresh()
+
+    def _apply(self, snapshot) -> None:
+        self.version = snapshot.version
+        self._credentials = {c.id: c for c in snapshot.sites}
+        self._sites = {c.id: Site(c.id, c.name, "", c.enabled) for c in snapshot.sites}
+        resources = []
+        for r in snapshot.resources:
+            if r.kind != "tcp" or r.public_port is None:
+                continue  # HTTP and UDP resources arrive with their own front ends
+            targets = [t for t in snapshot.targets_of(r.id) if t.enabled and t.weight > 0]
+            if not targets:
+                continue
+            target = targets[0]  # several targets per resource: load balancing comes with HTTP
+            resources.append(
+                TCPResource(
+                    r.name,
+                    target.site_id,
+                    _listen(r.public_port, self.resource_interface),
+                    target.host,
+                    target.port,
+                    r.enabled,
+                    id=r.id,
+                )
+            )
+        self._resources = resources
+
+    # ----------------------------------------------------------- ISiteDirectory
+
+    def authenticate(self, site_id: str, secret: str) -> Site:
+        credentials = self._credentials.get(site_id)
+        if credentials is None or not credentials.accepts(secret):
+            raise AuthenticationFailed(f"site id {site_id!r} and secret do not match a site of this gateway")
+        if not credentials.enabled:
+            raise SiteDisabled(f"site {credentials.name!r} is disabled on this gateway")
+        return self._sites[site_id]
+
+    def site(self, site_id: str) -> Site | None:
+        return self._sites.get(site_id)
+
+    def tcp_resources(self) -> list[TCPResource]:
+        return list(self._resources)
+
+    def targets_for(self, site_id: str) -> set[str]:
+        return {r.target for r in self._resources if r.site_id == site_id and r.enabled}
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self._subscribers.append(callback)
+
+
+def _listen(port: int, interface: str) -> str:
+    if not interface:
+        return f"tcp:{port}"
+    escaped = interface.replace(":", "\\:")  # endpoint strings escape the colons of IPv6
+    return f"tcp:{port}:interface={escaped}"
+
+
+@implementer(ISiteDirectory)
+class CombinedDirectory:
+    """Sites and resources from several directories (the config file's and the store's)."""
+
+    def __init__(self, *directories) -> None:
+        self.directories = directories
+
+    def authenticate(self, site_id: str, secret: str) -> Site:
+        for directory in self.directories:
+            if directory.site(site_id) is not None:
+                return directory.authenticate(site_id, secret)
+        return self.directories[0].authenticate(site_id, secret)  # raises the usual refusal
+
+    def site(self, site_id: str) -> Site | None:
+        return next((s for d in self.directories if (s := d.site(site_id)) is not None), None)
+
+    def tcp_resources(self) -> list[TCPResource]:
+        return [r for d in self.directories for r in d.tcp_resources()]
+
+    def targets_for(self, site_id: str) -> set[str]:
+        return set().union(*(d.targets_for(site_id) for d in self.directories))
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        for directory in self.directories:
+            directory.subscribe(callback)
