@@ -355,3 +355,15 @@ def test_many_small_writes_arrive_in_order(deployment, echo):
             data += chunk
         t.join()
     assert bytes(data) == b"".join(blocks)
+
+
+def test_a_tunnel_port_in_use_stops_the_start_with_a_clear_error(deployment):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", deployment.tunnel_port))
+        squatter.listen(1)
+        config = deployment.write_config()
+        from .harness import Process
+
+        gateway = Process("gateway", ["kokoa", "--config", str(config)], deployment.root / "gw.log").start()
+        assert gateway.exited_within(20) == 1
+        assert f"cannot listen on tcp:{deployment.tunnel_port}" in gateway.log_text()

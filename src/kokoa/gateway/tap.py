@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
 
-from twisted.application import internet, service
+from twisted.application import service
 from twisted.internet import defer, endpoints, threads
 from twisted.logger import Logger
 from twisted.python import usage
@@ -84,6 +85,74 @@ def build_config(options: Options) -> GatewayConfig:
             raise ConfigError("--tls-cert and --tls-key go together")
         config.tls_cert, config.tls_key = Path(options["tls-cert"]), Path(options["tls-key"])
     return config
+
+
+class ListeningService(service.Service):
+    """Listens on an endpoint while running. A port that cannot be had stops the start
+    with the reason; the port it got is kept (for tcp:0 and for what the CLI reads)."""
+
+    def __init__(self, endpoint, factory, description: str) -> None:
+        self.endpoint = endpoint
+        self.factory = factory
+        self.description = description
+        self.port = None
+
+    def startService(self):
+        super().startService()
+        failures = []
+        self.endpoint.listen(self.factory).addCallbacks(self._listening, failures.append)
+        if failures:  # TCP endpoints answer at once: stop the start, saying why
+            raise SystemExit(f"kokoa: cannot listen on {self.description}: {failures[0].getErrorMessage()}")
+
+    def _listening(self, port) -> None:
+        self.port = port
+
+    def address(self) -> tuple[str, int] | None:
+        if self.port is None:
+            return None
+        host = self.port.getHost()
+        return host.host, host.port
+
+    def stopService(self):
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+        return None
+
+
+class RuntimeInfo(service.Service):
+    """Writes DATA_DIR/gateway.json once listening: where the API and the tunnels are, for
+    ``kokoa`` commands on this machine. (A small file, once, at start.)"""
+
+    def __init__(self, config: GatewayConfig, creds, listeners: dict) -> None:
+        self.config = config
+        self.creds = creds
+        self.listeners = listeners
+
+    def startService(self):
+        super().startService()
+        info = {"api": None, "tunnel": [], "tunnel_ws": [], "ca_file": None}
+        for kind, services in self.listeners.items():
+            for svc in services:
+                address = svc.address()
+                if address is None:
+                    continue
+                host, port = address
+                host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+                host = f"[{host}]" if ":" in host else host
+                if kind == "api":
+                    info["api"] = f"http://{host}:{port}"
+                elif kind == "tunnel":
+                    info["tunnel"].append(f"tls:{host}:{port}")
+                else:
+                    info["tunnel_ws"].append(f"wss://{host}:{port}{self.config.ws_path}")
+        if self.creds.ca_path:
+            info["ca_file"] = str(Path(self.creds.ca_path).absolute())
+        path = self.config.data_dir / "gateway.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        tmp.replace(path)
 
 
 class ConfigReloader(service.Service):
@@ -247,7 +316,6 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     store_service = StoreService(
         database_url(config.data_dir, config.database), config.migrate, store_directory, reactor
     )
-    store_service.setServiceParent(top)
     registry = TunnelRegistry()
     handler = GatewayTunnelHandler(directory, registry, config.max_tunnels_per_site)
     handler.on_presence = lambda site_id, online: _record_presence(store_service, site_id, online)
@@ -260,15 +328,21 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
         handshake_timeout=config.handshake_timeout,
     )
 
-    def listen(description: str, wrapped) -> None:
-        svc = internet.StreamServerEndpointService(endpoints.serverFromString(reactor, description), wrapped)
-        svc._raiseSynchronously = True  # a port in use stops the start with a clear error
+    listeners: dict[str, list[ListeningService]] = {"tunnel": [], "tunnel_ws": [], "api": []}
+
+    def listen(kind: str, description: str, wrapped) -> None:
+        svc = ListeningService(endpoints.serverFromString(reactor, description), wrapped, description)
         svc.setServiceParent(top)
+        listeners[kind].append(svc)
 
     for description in config.tunnel:
-        listen(description, transports.tls_server_factory(factory, creds))
+        listen("tunnel", description, transports.tls_server_factory(factory, creds))
     for description in config.tunnel_ws:
-        listen(description, transports.websocket_server_factory(factory, creds, path=config.ws_path))
+        ws_factory = transports.websocket_server_factory(factory, creds, path=config.ws_path)
+        listen("tunnel_ws", description, ws_factory)
+    if config.api:
+        listen("api", config.api, WebSite(status_root(directory, registry)))
+    store_service.setServiceParent(top)  # after the listeners: a port in use stops the start first
     tcp = TCPResourceService(directory, registry, reactor, DRAIN_TIMEOUT)
     tcp.setServiceParent(top)
 
@@ -279,8 +353,7 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     directory.subscribe(configuration_changed)
     if options["config"]:
         ConfigReloader(Path(options["config"]), options, file_directory, reactor).setServiceParent(top)
-    if config.api:
-        listen(config.api, WebSite(status_root(directory, registry)))
+    RuntimeInfo(config, creds, listeners).setServiceParent(top)
     DrainService(registry, reactor).setServiceParent(top)
     top.registry = registry
     top.directory = directory

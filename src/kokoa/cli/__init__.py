@@ -1,0 +1,83 @@
+"""``kokoa``: the admin command line.
+
+``init`` works on a data directory; the other commands talk to a running
+gateway's admin API (``--api URL`` and a key from ``KOKOA_API_KEY`` or
+``--key-file``; by default those of ``--data-dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kokoa import __version__
+
+from . import _commands, _init, _site_secret
+from ._client import ApiError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kokoa", description="Kokoa admin command line.")
+    parser.add_argument("--version", action="version", version=f"kokoa {__version__}")
+    parser.add_argument(
+        "--data-dir", "-d", default="data", help="the gateway's data directory (default ./data)"
+    )
+    parser.add_argument(
+        "--api", help="the admin API, e.g. http://127.0.0.1:7000 (default: the data dir's gateway)"
+    )
+    parser.add_argument(
+        "--key-file", help="file with an API key (default: $KOKOA_API_KEY, then DATA_DIR/admin.key)"
+    )
+    parser.add_argument("--org", help="organization name or id (default: the only one)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = commands.add_parser(
+        "init", help="create the store, the first organization, its owner, an admin key"
+    )
+    init.add_argument("--email", required=True, help="the owner's email address")
+    init.add_argument(
+        "--org-name", dest="org", default="default", help="the organization's name (default: default)"
+    )
+    init.add_argument("--password-file", help="file holding the owner's password")
+    init.add_argument("--database", help="postgresql://... (default: SQLite in the data directory)")
+    init.set_defaults(run=_init.run)
+
+    site = commands.add_parser("site", help="sites").add_subparsers(dest="action", required=True)
+    site_add = site.add_parser(
+        "add", help="add a site; prints its id, its secret (once) and the edge command"
+    )
+    site_add.add_argument("name")
+    site_add.add_argument("--gateway", help="the tunnel address edges dial (default: from the data dir)")
+    site_add.set_defaults(run=_commands.site_add)
+
+    resource = commands.add_parser("resource", help="resources").add_subparsers(dest="action", required=True)
+    add = resource.add_parser("add", help="add a TCP or HTTP resource with one target")
+    add.add_argument("name")
+    add.add_argument("--site", required=True, help="the site (name or id) whose edge reaches the target")
+    kind = add.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--tcp-port", type=int, help="TCP resource: the public port on the gateway")
+    kind.add_argument("--host", help="HTTP resource: the public hostname, e.g. app.example.com")
+    add.add_argument("--path", default="/", help="HTTP resource: path prefix (default /)")
+    add.add_argument("--target", required=True, help="HOST:PORT (TCP) or http(s)://HOST:PORT (HTTP)")
+    add.set_defaults(run=_commands.resource_add)
+
+    status = commands.add_parser("status", help="sites online, their tunnels, resources")
+    status.set_defaults(run=_commands.status)
+
+    secret = commands.add_parser("site-secret", help="a site secret and its hash, for the config file")
+    secret.add_argument("site_id", help="the site's id, e.g. home-lab")
+    secret.add_argument("--gateway", help="the gateway address the edge will dial (for the printed command)")
+    secret.set_defaults(run=_site_secret.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ApiError, _init.InitError) as e:
+        return _commands.fail(str(e))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""``kokoa site add``, ``kokoa resource add``, ``kokoa status``: the admin API from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from urllib.parse import urlsplit
+
+from kokoa.config import ConfigError, parse_host_port
+
+from ._client import Api, ApiError, connect, gateway_info
+
+
+def api_for(args: argparse.Namespace) -> Api:
+    return connect(args.api, args.key_file, args.data_dir)
+
+
+def organization(api: Api, wanted: str | None) -> dict:
+    """The organization named or id'd ``wanted``; the only one when not given."""
+    orgs = api.all("/orgs")
+    if wanted:
+        for org in orgs:
+            if wanted in (org["id"], org["name"]):
+                return org
+        raise ApiError(
+            f"no organization {wanted!r} (there are: {', '.join(o['name'] for o in orgs) or 'none'})"
+        )
+    if len(orgs) == 1:
+        return orgs[0]
+    if not orgs:
+        raise ApiError("there is no organization yet: run `kokoa init` first")
+    raise ApiError(f"several organizations: pass --org NAME (one of {', '.join(o['name'] for o in orgs)})")
+
+
+def find_site(api: Api, org: dict, wanted: str) -> dict:
+    for site in api.all(f"/orgs/{org['id']}/sites"):
+        if wanted in (site["id"], site["name"]):
+            return site
+    raise ApiError(f"no site {wanted!r} in organization {org['name']!r}")
+
+
+def site_add(args: argparse.Namespace) -> int:
+    api = api_for(args)
+    org = organization(api, args.org)
+    made = api.post(f"/orgs/{org['id']}/sites", {"name": args.name})
+    site, secret = made["site"], made["secret"]
+    info = gateway_info(args.data_dir)
+    gateway = args.gateway or next(iter(info.get("tunnel", [])), None) or "tls:GATEWAY_HOST:7443"
+    ca_file = info.get("ca_file")
+    trust = f" --ca-file {shlex.quote(ca_file)}" if ca_file else ""
+    print(f"Site {site['name']!r} created: id {site['id']}")
+    print(f"Its secret (shown only now; the gateway keeps a hash): {secret}")
+    print()
+    print("Run the edge next to the services of this site:")
+    print(
+        f"  KOKOA_SITE_SECRET={shlex.quote(secret)} twistd --pidfile= -n kokoa-edge "
+        f"--gateway {gateway} --site {site['id']}{trust}"
+    )
+    return 0
+
+
+def resource_add(args: argparse.Namespace) -> int:
+    api = api_for(args)
+    org = organization(api, args.org)
+    site = find_site(api, org, args.site)
+    if args.tcp_port is not None:
+        try:
+            host, port = parse_host_port(args.target, "--target")
+        except ConfigError as e:
+            raise ApiError(str(e)) from None
+        body = {"name": args.name, "kind": "tcp", "public_port": args.tcp_port}
+        target = {"site_id": site["id"], "host": host, "port": port, "scheme": "tcp"}
+    else:
+        parts = urlsplit(args.target)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ApiError(f"--target {args.target!r}: give http://HOST:PORT or https://HOST:PORT")
+        body = {"name": args.name, "kind": "http", "hostname": args.host, "path_prefix": args.path}
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        target = {"site_id": site["id"], "host": parts.hostname, "port": port, "scheme": parts.scheme}
+    resource = api.post(f"/orgs/{org['id']}/resources", body)
+    try:
+        api.post(f"/orgs/{org['id']}/resources/{resource['id']}/targets", target)
+    except ApiError:
+        api.delete(f"/orgs/{org['id']}/resources/{resource['id']}")  # nothing half-made
+        raise
+    where = f"tcp port {args.tcp_port}" if args.tcp_port is not None else f"http://{args.host}{args.path}"
+    print(
+        f"Resource {resource['name']!r} ({resource['id']}): {where} -> {args.target} at site {site['name']!r}"
+    )
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    api = api_for(args)
+    live = api.get("/status")
+    for org in api.all("/orgs"):
+        print(f"organization {org['name']} ({org['id']})")
+        for site in api.all(f"/orgs/{org['id']}/sites"):
+            tunnels = live.get("sites", {}).get(site["id"], {}).get("tunnels", [])
+            state = f"online, {len(tunnels)} tunnel(s)" if tunnels else "offline"
+            seen = f", last seen {site['last_seen_at']}" if site.get("last_seen_at") else ""
+            print(f"  site {site['name']} ({site['id']}): {state}{seen}")
+            for t in tunnels:
+                print(f"    tunnel {t['peer']}: rtt {t['rtt_ms']} ms, {t['streams']} stream(s)")
+        for resource in api.all(f"/orgs/{org['id']}/resources"):
+            where = (
+                f"tcp:{resource['public_port']}"
+                if resource["kind"] != "http"
+                else f"http://{resource['hostname']}{resource['path_prefix'] or '/'}"
+            )
+            state = "" if resource["enabled"] else " (disabled)"
+            print(f"  resource {resource['name']}: {where}{state}")
+    return 0
+
+
+def fail(message: str) -> int:
+    print(f"kokoa: {message}", file=sys.stderr)
+    return 2
