@@ -195,7 +195,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds per wrk run (default 10, --quick 3)")
     parser.add_argument("--repeat", type=int, help="wrk runs per path; medians reported (default 3)")
     parser.add_argument("--connections", type=int, default=50, help="concurrent connections (50)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="wrk threads (1: on two cores a second takes CPU from what is measured)"
+    )
     parser.add_argument("--transports", default="tls,wss", help="Kokoa transports (default tls,wss)")
     parser.add_argument("--no-ssh", action="store_true", help="skip the ssh -R column")
     args = parser.parse_args(argv)
