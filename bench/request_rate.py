@@ -1,7 +1,7 @@
 """Small request/response rate and latency through a Kokoa TCP resource, against nginx
 reached directly and through ``ssh -R``.
 
-nginx (one worker, keep-alive, no access log) serves a ~100-byte static file; ``wrk -t2
+nginx (one worker, keep-alive, no access log) serves a ~100-byte static file; ``wrk -t1
 -c50 --latency`` hammers it over 50 keep-alive connections, first directly, then through
 the Kokoa TCP resource (tls and wss transports), then through ``ssh -R``. Reported: the
 requests per second, the ratio to direct and to ssh -R, and the p50/p99 latency.
@@ -196,7 +196,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, help="wrk runs per path; medians reported (default 3)")
     parser.add_argument("--connections", type=int, default=50, help="concurrent connections (50)")
     parser.add_argument(
-        "--threads", type=int, default=1, help="wrk threads (1: on two cores a second takes CPU from what is measured)"
+        "--threads", type=int, default=1, help="wrk threads (1: a 2nd takes CPU from the tunnel)"
     )
     parser.add_argument("--transports", default="tls,wss", help="Kokoa transports (default tls,wss)")
     parser.add_argument("--no-ssh", action="store_true", help="skip the ssh -R column")
