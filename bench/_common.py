@@ -335,6 +335,7 @@ class Kokoa:
         self.resources: list[dict[str, str | int]] = []
         self.gateway: Proc | None = None
         self.edges: list[Proc] = []
+        self.database: str | None = None  # None: SQLite in the data directory
 
     @property
     def ca_file(self) -> Path:
@@ -358,7 +359,10 @@ class Kokoa:
             f'tunnel = ["tcp:{self.tunnel_port}:interface={LOOPBACK}"]',
             f'tunnel_ws = ["tcp:{self.ws_port}:interface={LOOPBACK}"]',
             f'api = "tcp:{self.api_port}:interface={LOOPBACK}"',
+            f'resource_interface = "{LOOPBACK}"',
         ]
+        if self.database:
+            lines.append(f'database = "{self.database}"')
         for site_id, secret in self.sites.items():
             lines += ["", "[[sites]]", f'id = "{site_id}"', f'secret_hash = "{self._hash_secret(secret)}"']
         for r in self.resources:
@@ -375,6 +379,14 @@ class Kokoa:
         return path
 
     def start_gateway(self, nofile: int | None = None) -> Proc:
+        if not (self.data / "admin.key").exists():  # the store and an admin key for the API
+            kokoa = str(Path(sys.executable).with_name("kokoa"))
+            database = [f"--database={self.database}"] if self.database else []
+            subprocess.run(
+                [kokoa, "-d", str(self.data), "init", "--email", "bench@example.com", *database],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         config = self.write_config()
         log = self.root / "gateway.log"
         self.gateway = self.procs.start(
@@ -396,10 +408,21 @@ class Kokoa:
         except OSError:
             return False
 
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """A call to the gateway's admin API with the admin key written by ``kokoa init``."""
+        key = (self.data / "admin.key").read_text().strip()
+        request = urllib.request.Request(
+            f"http://{LOOPBACK}:{self.api_port}/api/v1{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
     def status(self) -> dict[str, Any]:
-        url = f"http://{LOOPBACK}:{self.api_port}/api/v1/status"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return json.loads(response.read())
+        return self.api("GET", "/status")
 
     def tunnels(self, site: str) -> int:
         """How many tunnels the gateway's status page shows for ``site`` (0 if unreachable)."""

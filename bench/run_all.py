@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BENCH_DIR, PYTHON, RESULTS_DIR, machine_info
 
-BENCHMARKS = ["throughput", "request_rate", "idle_memory"]
+BENCHMARKS = ["throughput", "request_rate", "idle_memory", "config_latency"]
 #: Upper bound for one benchmark process, seconds.
 TIMEOUT = 3 * 3600
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from kokoa.secrets import generate_secret, hash_secret
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))
+KOKOA = str(Path(sys.executable).with_name("kokoa"))
 #: How long to wait for a process to reach a state before failing the test.
 WAIT = 30.0
 
@@ -138,6 +139,7 @@ class Deployment:
         self.gateway: Process | None = None
         self.edges: list[Process] = []
         self.extra_config = ""
+        self.database: str | None = None  # None: SQLite in the data directory
 
     def add_site(self, site_id: str) -> str:
         self.sites[site_id] = generate_secret()
@@ -156,6 +158,7 @@ class Deployment:
             f'tunnel = ["tcp:{self.tunnel_port}:interface=127.0.0.1"]',
             f'tunnel_ws = ["tcp:{self.ws_port}:interface=127.0.0.1"]',
             f'api = "tcp:{self.api_port}:interface=127.0.0.1"',
+            f'database = "{self.database}"' if self.database else "",
             self.extra_config,
         ]
         for site_id, secret in self.sites.items():
@@ -185,7 +188,23 @@ class Deployment:
             logs=[self.gateway.log],
         )
 
+    def init_store(self) -> None:
+        """``kokoa init`` on the data directory (once): the store and an admin key."""
+        if (self.data / "admin.key").exists():
+            return
+        database = [f"--database={self.database}"] if self.database else []
+        subprocess.run(
+            [KOKOA, "-d", str(self.data), "init", "--email", "admin@example.com", *database],
+            check=True,
+            capture_output=True,
+        )
+
+    @property
+    def admin_key(self) -> str:
+        return (self.data / "admin.key").read_text().strip()
+
     def start_gateway(self) -> Process:
+        self.init_store()
         config = self.write_config()
         self.gateway = Process(
             "gateway", ["kokoa", "--config", str(config)], self.root / "gateway.log"
@@ -200,9 +219,20 @@ class Deployment:
         except OSError:
             return False
 
+    def api(self, method: str, path: str, body: dict | None = None) -> dict | None:
+        """A call to the gateway's admin API with the admin key."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}/api/v1{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {self.admin_key}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            raw = r.read()
+        return json.loads(raw) if raw else None
+
     def status(self) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/api/v1/status", timeout=5) as r:
-            return json.loads(r.read())
+        return self.api("GET", "/status")
 
     def tunnels(self, site: str) -> int:
         try:

@@ -53,7 +53,6 @@ def test_a_site_and_resource_written_to_the_store_are_served_without_restart(tmp
     try:
         d.start_gateway()
         url = st.database_url(d.data)
-        wait_for(lambda: (d.data / "kokoa.db").exists(), "the gateway to create its store")
         org = write(url, st.create_organization, "Acme")
         site, secret = write(url, st.create_site, org.id, "home")
         port = free_port()
@@ -98,7 +97,11 @@ def test_two_gateways_on_one_postgresql_see_each_others_changes(tmp_path, echo, 
         for n, interface in enumerate(("127.0.0.1", "127.0.0.2")):
             d = Deployment(tmp_path / f"gw{n}")
             d.root.mkdir()
-            d.extra_config = f'database = "{postgres_database}"\nresource_interface = "{interface}"'
+            d.database = postgres_database
+            d.extra_config = f'resource_interface = "{interface}"'
+            if gateways:  # the store is initialized: share its admin key
+                d.data.mkdir(mode=0o700)
+                (d.data / "admin.key").write_text(gateways[0].admin_key)
             d.start_gateway()
             gateways.append(d)
         url = st.database_url(tmp_path, postgres_database)

@@ -12,7 +12,7 @@ import sys
 
 from kokoa import __version__
 
-from . import _commands, _init, _site_secret
+from . import _apply, _commands, _init, _site_secret
 from ._client import ApiError
 
 
@@ -60,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--path", default="/", help="HTTP resource: path prefix (default /)")
     add.add_argument("--target", required=True, help="HOST:PORT (TCP) or http(s)://HOST:PORT (HTTP)")
     add.set_defaults(run=_commands.resource_add)
+
+    apply = commands.add_parser("apply", help="make sites and resources match a YAML file (idempotent)")
+    apply.add_argument("-f", "--file", required=True, help="the YAML file (see `kokoa apply --help`)")
+    apply.add_argument("--dry-run", action="store_true", help="print the changes, make none")
+    apply.add_argument(
+        "--prune", action="store_true", help="also delete resources and targets not in the file"
+    )
+    apply.set_defaults(run=_apply.run)
 
     status = commands.add_parser("status", help="sites online, their tunnels, resources")
     status.set_defaults(run=_commands.status)

@@ -11,7 +11,6 @@ from twisted.application import service
 from twisted.internet import defer, endpoints, threads
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web.server import Site as WebSite
 
 from kokoa.config import ConfigError
 
@@ -291,9 +290,11 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     from kokoa import pki, transports
     from kokoa.store import database_url
 
+    from ._api import AdminApiRoot, port_available
+    from ._api import site as _api_site
     from ._model import StaticSiteDirectory
     from ._registry import TunnelRegistry
-    from ._status import status_root
+    from ._status import StatusResource
     from ._store_directory import CombinedDirectory, StoreSiteDirectory
     from ._tcp import TCPResourceService
     from ._tunnels import GatewayTunnelHandler, tunnel_server_factory
@@ -341,7 +342,16 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
         ws_factory = transports.websocket_server_factory(factory, creds, path=config.ws_path)
         listen("tunnel_ws", description, ws_factory)
     if config.api:
-        listen("api", config.api, WebSite(status_root(directory, registry)))
+        api_root = AdminApiRoot()
+        listen("api", config.api, _api_site(api_root))
+        store_service.ready.addCallback(
+            lambda store: api_root.attach(
+                store,
+                reactor,
+                status=StatusResource(directory, registry).snapshot,
+                port_available=lambda kind, port: port_available(kind, port, config.resource_interface),
+            )
+        )
     store_service.setServiceParent(top)  # after the listeners: a port in use stops the start first
     tcp = TCPResourceService(directory, registry, reactor, DRAIN_TIMEOUT)
     tcp.setServiceParent(top)

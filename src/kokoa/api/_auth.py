@@ -1,0 +1,127 @@
+"""Who is calling (authentication) and what they may do (authorization).
+
+Authentication is a list of :class:`Authenticator`\\ s tried in order; the first that recognizes
+credentials in the request decides. Today there is one, :class:`ApiKeyAuthenticator`
+(``Authorization: Bearer kk_...``). The console's cookie sessions arrive with sessions (issue 5) as a
+second authenticator: it will look up the session cookie, and for every method but GET and HEAD
+require a matching CSRF token header, failing with 403 when it is missing or wrong. Nothing else
+changes: handlers see a :class:`Principal` either way.
+
+Authorization: an instance-wide key (``org_id`` None) may do everything. An organization's key may act
+only under ``/orgs/{its org}`` (and list its own organization). Scopes: ``read`` allows GET only;
+``write`` and ``*`` allow everything in the key's reach. Other scope names grant nothing here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from twisted.internet.defer import Deferred, fail
+from twisted.web.iweb import IRequest
+
+from kokoa.store import ApiKey, Store, authenticate_api_key
+
+from ._problems import forbidden, unauthorized
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,200}")
+READ_SCOPES = frozenset({"read", "write", "*"})
+WRITE_SCOPES = frozenset({"write", "*"})
+#: Methods that only read, allowed with the ``read`` scope.
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller.
+
+    ``actor`` names them in the audit log (``key:kk_abcd1234``); ``org_id`` None means instance-wide.
+    """
+
+    actor: str
+    org_id: str | None
+    can_read: bool
+    can_write: bool
+    kind: str = "api_key"
+    key_id: str | None = None
+
+    @classmethod
+    def from_api_key(cls, key: ApiKey) -> Principal:
+        scopes = set(key.scopes)
+        return cls(
+            actor=f"key:{key.prefix}",
+            org_id=key.org_id,
+            can_read=bool(scopes & READ_SCOPES),
+            can_write=bool(scopes & WRITE_SCOPES),
+            key_id=key.id,
+        )
+
+    @property
+    def instance_wide(self) -> bool:
+        return self.org_id is None
+
+
+@runtime_checkable
+class Authenticator(Protocol):
+    """One way of authenticating requests."""
+
+    def authenticate(self, request: IRequest) -> Deferred[Principal | None]:
+        """The caller, if the request carries this authenticator's credentials and they are valid;
+        None if it carries none of them; a failure with a 401 (or 403) :class:`Problem` if they are
+        present but wrong. Never blocks the reactor: database work goes through ``store.run``."""
+        ...
+
+
+class ApiKeyAuthenticator:
+    """``Authorization: Bearer <key>``, checked with the store's :func:`authenticate_api_key`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def authenticate(self, request: IRequest) -> Deferred[Principal | None]:
+        headers = request.requestHeaders.getRawHeaders(b"authorization") or []
+        if not headers:
+            return Deferred.fromCoroutine(_none())
+        if len(headers) > 1:
+            return fail(unauthorized("send one Authorization header, not several", invalid_token=True))
+        scheme, _, token = headers[0].decode("latin-1").strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return Deferred.fromCoroutine(_none())
+        return Deferred.fromCoroutine(self._check(token.strip()))
+
+    async def _check(self, token: str) -> Principal:
+        well_formed = _TOKEN.fullmatch(token) is not None  # (keys are kk_, letters, digits, - and _)
+        key = await self.store.run(authenticate_api_key, token) if well_formed else None
+        if key is None:
+            raise unauthorized("the API key is unknown, expired or revoked", invalid_token=True)
+        return Principal.from_api_key(key)
+
+
+async def _none() -> None:
+    return None
+
+
+async def authenticate(authenticators: list[Authenticator], request: IRequest) -> Principal:
+    """The caller, by the first authenticator that recognizes the request; 401 if none does."""
+    for authenticator in authenticators:
+        principal = await authenticator.authenticate(request)
+        if principal is not None:
+            return principal
+    raise unauthorized("authentication required: send Authorization: Bearer <API key>")
+
+
+def authorize(principal: Principal, method: str, org_id: str | None, *, instance_only: bool) -> None:
+    """Refuse (403) what ``principal`` may not do: ``method`` on an object of ``org_id`` (None: not
+    under an organization) or, with ``instance_only``, anything an organization's key may not do."""
+    if method in SAFE_METHODS:
+        if not principal.can_read:
+            raise forbidden("the API key has no read scope")
+    elif not principal.can_write:
+        raise forbidden("the API key is read-only (scope read): it may not change anything")
+    if principal.instance_wide:
+        return
+    if instance_only:
+        raise forbidden("only an instance-wide API key may do this")
+    if org_id is not None and org_id != principal.org_id:
+        raise forbidden("the API key belongs to another organization")

@@ -1,0 +1,366 @@
+"""The JSON Schemas of every request and response body, published under ``components/schemas`` in the
+OpenAPI document and used, the very same dicts, to check request bodies (see :mod:`._jsonschema`).
+
+Request schemas refuse unknown fields (``additionalProperties: false``) and check types, lengths and
+ranges; the store checks the rest (hostnames, networks, paths, e-mail addresses) and its refusals
+come back as the same kind of 422 problem. The limits mirror the store's (a test compares them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kokoa.store import MAX_LIMIT, RESOURCE_KINDS, RULE_ACTIONS, USER_STATUSES
+
+NAME_LENGTH = 100
+ID_LENGTH = 40
+HOSTNAME_LENGTH = 253
+PATH_LENGTH = 1024
+EMAIL_LENGTH = 254
+DESCRIPTION_LENGTH = 500
+PASSWORD_MIN, PASSWORD_MAX = 8, 1024
+MAX_PRIORITY = 1_000_000
+MAX_WEIGHT = 1000
+#: The longest grace period a rotated-out site secret can be given (7 days).
+MAX_GRACE_SECONDS = 7 * 24 * 3600
+#: The scopes an API key can be given here: "read" (GET only), "write" and "*" (everything).
+API_KEY_SCOPES = ("read", "write", "*")
+
+JSON = dict[str, Any]
+
+
+def ref(name: str) -> JSON:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def string(max_length: int, min_length: int = 1, **extra: Any) -> JSON:
+    return {"type": "string", "minLength": min_length, "maxLength": max_length, **extra}
+
+
+def nullable(schema: JSON) -> JSON:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def integer(low: int, high: int, **extra: Any) -> JSON:
+    return {"type": "integer", "minimum": low, "maximum": high, **extra}
+
+
+def obj(properties: dict[str, JSON], required: tuple[str, ...] = (), **extra: Any) -> JSON:
+    schema: JSON = {"type": "object", "properties": properties, "additionalProperties": False, **extra}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def output(properties: dict[str, JSON], **extra: Any) -> JSON:
+    """A response object: every property is always present."""
+    return obj(properties, tuple(properties), **extra)
+
+
+def page_schema(item: str) -> JSON:
+    return output(
+        {
+            "items": {"type": "array", "items": ref(item)},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "Pass as ?cursor= for the next page; null on the last page.",
+            },
+        },
+        description=f"One page of {item} objects, in creation order (the audit log: newest first).",
+    )
+
+
+BOOLEAN: JSON = {"type": "boolean"}
+ID: JSON = string(ID_LENGTH, description="An id given by the server, such as site_3kq9...")
+NAME: JSON = string(NAME_LENGTH)
+DATETIME: JSON = {"type": "string", "format": "date-time"}
+PORT: JSON = integer(1, 65535)
+
+_TIMESTAMPS: dict[str, JSON] = {"created_at": DATETIME, "updated_at": DATETIME}
+
+_HEALTH_CHECK_FIELDS: dict[str, JSON] = {
+    "enabled": BOOLEAN,
+    "path": nullable(string(PATH_LENGTH, description="HTTP targets: the path to GET")),
+    "interval": integer(1, 3600, description="seconds between checks"),
+    "timeout": integer(1, 300, description="seconds each check may take (at most the interval)"),
+    "healthy_threshold": integer(1, 100),
+    "unhealthy_threshold": integer(1, 100),
+}
+
+SCHEMAS: dict[str, JSON] = {
+    # -- problems ------------------------------------------------------------------------------------
+    "FieldError": output({"field": {"type": ["string", "null"]}, "message": {"type": "string"}}),
+    "Problem": obj(
+        {
+            "type": {"type": "string", "description": "about:blank, or a stable urn:kokoa:problem:* URI"},
+            "title": {"type": "string"},
+            "status": integer(100, 599),
+            "detail": {"type": "string"},
+            "errors": {"type": "array", "items": ref("FieldError")},
+        },
+        ("type", "title", "status", "detail"),
+        description="An RFC 9457 problem document (application/problem+json).",
+    ),
+    # -- organizations, roles, members, users ----------------------------------------------------
+    "Organization": output({"id": ID, "name": NAME, **_TIMESTAMPS}),
+    "OrganizationCreate": obj({"name": NAME}, ("name",)),
+    "OrganizationUpdate": obj({"name": NAME}),
+    "Role": output(
+        {
+            "id": ID,
+            "org_id": ID,
+            "name": NAME,
+            "description": {"type": "string"},
+            "builtin": BOOLEAN,
+            **_TIMESTAMPS,
+        }
+    ),
+    "RoleCreate": obj({"name": NAME, "description": string(DESCRIPTION_LENGTH, 0)}, ("name",)),
+    "RoleUpdate": obj({"name": NAME, "description": string(DESCRIPTION_LENGTH, 0)}),
+    "Membership": output({"org_id": ID, "user_id": ID, "role_id": ID, "role_name": NAME, **_TIMESTAMPS}),
+    "MembershipCreate": obj({"user_id": ID, "role_id": ID}, ("user_id", "role_id")),
+    "MembershipUpdate": obj({"role_id": ID}, ("role_id",)),
+    "User": output(
+        {
+            "id": ID,
+            "email": {"type": "string"},
+            "display_name": {"type": ["string", "null"]},
+            "status": {"type": "string", "enum": list(USER_STATUSES)},
+            "has_password": BOOLEAN,
+            **_TIMESTAMPS,
+        },
+        description="A user; the password hash is never shown, only whether there is one.",
+    ),
+    "UserCreate": obj(
+        {
+            "email": string(EMAIL_LENGTH),
+            "password": string(PASSWORD_MAX, PASSWORD_MIN, writeOnly=True),
+            "display_name": nullable(NAME),
+            "status": {"type": "string", "enum": list(USER_STATUSES)},
+        },
+        ("email",),
+    ),
+    "UserUpdate": obj(
+        {
+            "email": string(EMAIL_LENGTH),
+            "password": nullable(
+                string(PASSWORD_MAX, PASSWORD_MIN, writeOnly=True, description="null removes the password")
+            ),
+            "display_name": nullable(NAME),
+            "status": {"type": "string", "enum": list(USER_STATUSES)},
+        }
+    ),
+    # -- sites ---------------------------------------------------------------------------------------
+    "Site": output(
+        {
+            "id": ID,
+            "org_id": ID,
+            "name": NAME,
+            "enabled": BOOLEAN,
+            "online": BOOLEAN,
+            "last_seen_at": nullable(DATETIME),
+            "previous_secret_expires_at": nullable(DATETIME),
+            **_TIMESTAMPS,
+        }
+    ),
+    "SiteWithSecret": output(
+        {
+            "site": ref("Site"),
+            "secret": {"type": "string", "description": "The site's secret: shown this once, never again."},
+        }
+    ),
+    "SiteCreate": obj({"name": NAME, "enabled": BOOLEAN}, ("name",)),
+    "SiteUpdate": obj({"name": NAME, "enabled": BOOLEAN}),
+    "SecretRotation": obj(
+        {
+            "grace_seconds": integer(
+                0,
+                MAX_GRACE_SECONDS,
+                description="How long the previous secret stays valid (default 86400; 0 revokes it at once).",
+            )
+        }
+    ),
+    # -- resources and targets ---------------------------------------------------------------------
+    "Resource": output(
+        {
+            "id": ID,
+            "org_id": ID,
+            "name": NAME,
+            "kind": {"type": "string", "enum": list(RESOURCE_KINDS)},
+            "hostname": {"type": ["string", "null"]},
+            "path_prefix": {"type": ["string", "null"]},
+            "public_port": {"type": ["integer", "null"]},
+            "enabled": BOOLEAN,
+            **_TIMESTAMPS,
+        }
+    ),
+    "ResourceCreate": obj(
+        {
+            "name": NAME,
+            "kind": {"type": "string", "enum": list(RESOURCE_KINDS)},
+            "hostname": string(HOSTNAME_LENGTH, description="HTTP only: a DNS name, or *.example.com"),
+            "path_prefix": string(PATH_LENGTH, description="HTTP only (default /)"),
+            "public_port": integer(1, 65535, description="TCP and UDP only"),
+            "enabled": BOOLEAN,
+        },
+        ("name", "kind"),
+    ),
+    "ResourceUpdate": obj(
+        {
+            "name": NAME,
+            "hostname": string(HOSTNAME_LENGTH),
+            "path_prefix": string(PATH_LENGTH),
+            "public_port": PORT,
+            "enabled": BOOLEAN,
+        },
+        description="The kind of a resource is fixed: make a new resource instead.",
+    ),
+    "HealthCheck": output(_HEALTH_CHECK_FIELDS),
+    "HealthCheckSettings": obj(_HEALTH_CHECK_FIELDS, description="Settings left out keep their value."),
+    "Target": output(
+        {
+            "id": ID,
+            "resource_id": ID,
+            "site_id": ID,
+            "host": {"type": "string"},
+            "port": PORT,
+            "scheme": {"type": "string", "enum": ["http", "https", "tcp", "udp"]},
+            "weight": integer(0, MAX_WEIGHT),
+            "enabled": BOOLEAN,
+            "health_check": ref("HealthCheck"),
+            **_TIMESTAMPS,
+        }
+    ),
+    "TargetCreate": obj(
+        {
+            "site_id": ID,
+            "host": string(HOSTNAME_LENGTH, description="An IP address or a hostname, seen from the site"),
+            "port": PORT,
+            "scheme": {"type": "string", "enum": ["http", "https", "tcp", "udp"]},
+            "weight": integer(0, MAX_WEIGHT),
+            "enabled": BOOLEAN,
+            "health_check": ref("HealthCheckSettings"),
+        },
+        ("site_id", "host", "port"),
+    ),
+    "TargetUpdate": obj(
+        {
+            "site_id": ID,
+            "host": string(HOSTNAME_LENGTH),
+            "port": PORT,
+            "scheme": {"type": "string", "enum": ["http", "https", "tcp", "udp"]},
+            "weight": integer(0, MAX_WEIGHT),
+            "enabled": BOOLEAN,
+            "health_check": ref("HealthCheckSettings"),
+        }
+    ),
+    # -- access --------------------------------------------------------------------------------------
+    "Grant": output(
+        {
+            "id": ID,
+            "resource_id": ID,
+            "role_id": {"type": ["string", "null"]},
+            "user_id": {"type": ["string", "null"]},
+            "created_at": DATETIME,
+        }
+    ),
+    "GrantCreate": obj(
+        {"role_id": ID, "user_id": ID},
+        description="Give exactly one of role_id (a role of the organization) and user_id (a member).",
+    ),
+    "Rule": output(
+        {
+            "id": ID,
+            "resource_id": ID,
+            "priority": integer(0, MAX_PRIORITY),
+            "action": {"type": "string", "enum": list(RULE_ACTIONS)},
+            "cidr": {"type": ["string", "null"]},
+            "path": {"type": ["string", "null"]},
+            "method": {"type": ["string", "null"]},
+            "enabled": BOOLEAN,
+            **_TIMESTAMPS,
+        }
+    ),
+    "RuleCreate": obj(
+        {
+            "priority": integer(0, MAX_PRIORITY, description="Rules are evaluated lowest first"),
+            "action": {"type": "string", "enum": list(RULE_ACTIONS)},
+            "cidr": nullable(string(64)),
+            "path": nullable(string(PATH_LENGTH, description="'*' matches any run of characters")),
+            "method": nullable(string(16)),
+            "enabled": BOOLEAN,
+        },
+        ("priority", "action"),
+    ),
+    "RuleUpdate": obj(
+        {
+            "priority": integer(0, MAX_PRIORITY),
+            "action": {"type": "string", "enum": list(RULE_ACTIONS)},
+            "cidr": nullable(string(64)),
+            "path": nullable(string(PATH_LENGTH)),
+            "method": nullable(string(16)),
+            "enabled": BOOLEAN,
+        },
+        description="null clears a condition.",
+    ),
+    # -- API keys and the audit log ----------------------------------------------------------------
+    "ApiKey": output(
+        {
+            "id": ID,
+            "org_id": {"type": ["string", "null"]},
+            "name": NAME,
+            "prefix": {"type": "string"},
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "expires_at": nullable(DATETIME),
+            "last_used_at": nullable(DATETIME),
+            "revoked_at": nullable(DATETIME),
+            "created_by": {"type": ["string", "null"]},
+            **_TIMESTAMPS,
+        },
+        description="An API key as listed: its prefix, never the key.",
+    ),
+    "ApiKeyWithKey": output(
+        {
+            "api_key": ref("ApiKey"),
+            "key": {"type": "string", "description": "The key (Bearer token): shown this once, never again."},
+        }
+    ),
+    "ApiKeyCreate": obj(
+        {
+            "name": NAME,
+            "scopes": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(API_KEY_SCOPES)},
+                "minItems": 1,
+                "maxItems": 3,
+                "description": "read: GET only; write or *: everything in the organization",
+            },
+            "expires_at": nullable(DATETIME),
+        },
+        ("name", "scopes"),
+    ),
+    "AuditEntry": output(
+        {
+            "id": {"type": "integer"},
+            "at": DATETIME,
+            "org_id": {"type": ["string", "null"]},
+            "actor": {"type": "string", "description": "who: key:<prefix>, user:<id>, system"},
+            "action": {"type": "string", "description": "what, such as site.create"},
+            "object_kind": {"type": ["string", "null"]},
+            "object_id": {"type": ["string", "null"]},
+            "before": {"description": "the object before the change (never a secret)"},
+            "after": {"description": "the object after the change (never a secret)"},
+            "source_address": {"type": ["string", "null"]},
+        }
+    ),
+    "Status": {"type": "object", "description": "The gateway's live status (sites online, tunnels)."},
+}
+
+for _item in ("Organization", "Role", "Membership", "User", "Site", "Resource", "Target", "Grant", "Rule"):
+    SCHEMAS[f"{_item}Page"] = page_schema(_item)
+SCHEMAS["ApiKeyPage"] = page_schema("ApiKey")
+SCHEMAS["AuditEntryPage"] = page_schema("AuditEntry")
+
+#: Query parameters shared by every list.
+LIMIT: JSON = integer(1, MAX_LIMIT, description="Items per page (default 100)")
+CURSOR: JSON = string(1000, pattern="^[A-Za-z0-9_-]+$", description="next_cursor of the previous page")

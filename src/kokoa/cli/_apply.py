@@ -1,0 +1,378 @@
+"""``kokoa apply -f kokoa.yaml``: make the organization's sites and resources match a file.
+
+The file (YAML)::
+
+    sites:
+      - name: home
+    resources:
+      - name: ssh
+        kind: tcp            # tcp (default) or http
+        port: 2222           # tcp: the public port
+        enabled: true
+        targets:
+          - site: home
+            target: 127.0.0.1:22
+      - name: app
+        kind: http
+        host: app.example.com
+        path: /
+        targets:
+          - {site: home, target: "http://10.0.0.5:8080"}
+
+Sites and resources are matched by name; targets by site and address. Applying creates what
+is missing and changes what differs; with ``--prune`` it also deletes resources and targets
+that the file does not list (never sites: a site's secret cannot be recreated). Applying the
+same file twice changes nothing. Every error names the line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import yaml
+
+from kokoa.config import ConfigError, parse_host_port
+
+from ._client import Api, ApiError
+from ._commands import api_for, organization
+
+
+class ApplyError(ApiError):
+    """The file is wrong; the message names the line."""
+
+
+@dataclass
+class TargetSpec:
+    site: str
+    host: str
+    port: int
+    scheme: str
+    line: int
+
+
+@dataclass
+class ResourceSpec:
+    name: str
+    kind: str
+    line: int
+    port: int | None = None
+    host: str | None = None
+    path: str | None = None
+    enabled: bool = True
+    targets: list[TargetSpec] = field(default_factory=list)
+
+
+@dataclass
+class Desired:
+    sites: dict[str, tuple[bool, int]]  # name -> (enabled, line)
+    resources: list[ResourceSpec]
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def parse(text: str, source: str) -> Desired:
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ApplyError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if root is None:
+        return Desired({}, [])
+    top = _mapping(root, source, {"sites", "resources"})
+    sites: dict[str, tuple[bool, int]] = {}
+    for node in _sequence(top.get("sites"), source, "sites"):
+        entry = _mapping(node, source, {"name", "enabled"})
+        name = _string(entry, "name", node, source, required=True)
+        if name in sites:
+            raise ApplyError(f"{_at(source, node)}: site {name!r} is listed twice")
+        sites[name] = (_bool(entry, "enabled", node, source, True), _line(node))
+    resources: list[ResourceSpec] = []
+    for node in _sequence(top.get("resources"), source, "resources"):
+        resources.append(_resource(node, source, sites))
+    names = [r.name for r in resources]
+    for r in resources:
+        if names.count(r.name) > 1:
+            raise ApplyError(f"{source}:{r.line}: resource {r.name!r} is listed twice")
+    return Desired(sites, resources)
+
+
+_RESOURCE_KEYS = {"name", "kind", "port", "host", "path", "enabled", "targets"}
+
+
+def _resource(node, source: str, sites: dict) -> ResourceSpec:
+    entry = _mapping(node, source, _RESOURCE_KEYS)
+    spec = ResourceSpec(
+        name=_string(entry, "name", node, source, required=True),
+        kind=_string(entry, "kind", node, source) or "tcp",
+        line=_line(node),
+        enabled=_bool(entry, "enabled", node, source, True),
+    )
+    if spec.kind == "tcp":
+        spec.port = _port(entry, "port", node, source)
+        for key in ("host", "path"):
+            if key in entry:
+                raise ApplyError(f"{_at(source, entry[key])}: {key} is for http resources")
+    elif spec.kind == "http":
+        spec.host = _string(entry, "host", node, source, required=True)
+        spec.path = _string(entry, "path", node, source) or "/"
+        if "port" in entry:
+            raise ApplyError(f"{_at(source, entry['port'])}: port is for tcp resources")
+    else:
+        raise ApplyError(f"{_at(source, entry['kind'])}: kind must be tcp or http, not {spec.kind!r}")
+    for target_node in _sequence(entry.get("targets"), source, "targets"):
+        target = _mapping(target_node, source, {"site", "target"})
+        site = _string(target, "site", target_node, source, required=True)
+        if site not in sites:
+            raise ApplyError(f"{_at(source, target['site'])}: site {site!r} is not listed under sites")
+        address = _string(target, "target", target_node, source, required=True)
+        spec.targets.append(_target(address, spec.kind, site, target["target"], source))
+    return spec
+
+
+def _target(address: str, kind: str, site: str, node, source: str) -> TargetSpec:
+    if kind == "tcp":
+        try:
+            host, port = parse_host_port(address, "target")
+        except ConfigError as e:
+            raise ApplyError(f"{_at(source, node)}: {e}") from None
+        return TargetSpec(site, host, port, "tcp", _line(node))
+    parts = urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApplyError(f"{_at(source, node)}: an http target is http(s)://HOST:PORT, not {address!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ApplyError(f"{_at(source, node)}: bad port in {address!r}") from None
+    return TargetSpec(site, parts.hostname, port, parts.scheme, _line(node))
+
+
+def _line(node) -> int:
+    return node.start_mark.line + 1
+
+
+def _at(source: str, node) -> str:
+    return f"{source}:{_line(node)}"
+
+
+def _mapping(node, source: str, allowed: set[str]) -> dict:
+    if not isinstance(node, yaml.MappingNode):
+        raise ApplyError(f"{_at(source, node)}: expected a mapping (key: value)")
+    entries = {}
+    for key, value in node.value:
+        name = key.value
+        if name not in allowed:
+            raise ApplyError(
+                f"{_at(source, key)}: unknown key {name!r}; known keys: {', '.join(sorted(allowed))}"
+            )
+        entries[name] = value
+    return entries
+
+
+def _sequence(node, source: str, what: str) -> list:
+    if node is None:
+        return []
+    if not isinstance(node, yaml.SequenceNode):
+        raise ApplyError(f"{_at(source, node)}: {what} must be a list")
+    return node.value
+
+
+def _scalar(entry: dict, key: str, source: str):
+    node = entry.get(key)
+    if node is None:
+        return None
+    if not isinstance(node, yaml.ScalarNode):
+        raise ApplyError(f"{_at(source, node)}: {key} must be a single value")
+    return node
+
+
+def _string(entry: dict, key: str, parent, source: str, required: bool = False) -> str | None:
+    node = _scalar(entry, key, source)
+    if node is None:
+        if required:
+            raise ApplyError(f"{_at(source, parent)}: {key} is required")
+        return None
+    if node.tag != "tag:yaml.org,2002:str" or not node.value.strip():
+        raise ApplyError(f"{_at(source, node)}: {key} must be a non-empty text")
+    return node.value
+
+
+def _bool(entry: dict, key: str, parent, source: str, default: bool) -> bool:
+    node = _scalar(entry, key, source)
+    if node is None:
+        return default
+    if node.tag != "tag:yaml.org,2002:bool":
+        raise ApplyError(f"{_at(source, node)}: {key} must be true or false")
+    return node.value.lower() in ("true", "yes", "on")
+
+
+def _port(entry: dict, key: str, parent, source: str) -> int:
+    node = _scalar(entry, key, source)
+    if node is None:
+        raise ApplyError(f"{_at(source, parent)}: {key} is required for tcp resources")
+    if node.tag != "tag:yaml.org,2002:int" or not 1 <= int(node.value, 0) <= 65535:
+        raise ApplyError(f"{_at(source, node)}: {key} must be a whole number from 1 to 65535")
+    return int(node.value, 0)
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+@dataclass
+class Step:
+    """One change: what it says, and the API call that makes it."""
+
+    text: str
+    method: str
+    path: str
+    body: dict | None = None
+
+
+def plan(api: Api, org: dict, desired: Desired, prune: bool) -> list[Step]:
+    base = f"/orgs/{org['id']}"
+    sites = {s["name"]: s for s in api.all(f"{base}/sites")}
+    steps: list[Step] = []
+    for name, (enabled, _) in desired.sites.items():
+        site = sites.get(name)
+        if site is None:
+            steps.append(Step(f"+ site {name}", "POST", f"{base}/sites", {"name": name, "enabled": enabled}))
+        elif site["enabled"] != enabled:
+            steps.append(
+                Step(
+                    f"~ site {name}: enabled {enabled}",
+                    "PATCH",
+                    f"{base}/sites/{site['id']}",
+                    {"enabled": enabled},
+                )
+            )
+    resources = {r["name"]: r for r in api.all(f"{base}/resources")}
+    for spec in desired.resources:
+        steps += _resource_steps(api, base, spec, resources.get(spec.name), sites, prune)
+    if prune:
+        for name, resource in resources.items():
+            if name not in {r.name for r in desired.resources}:
+                steps.append(Step(f"- resource {name}", "DELETE", f"{base}/resources/{resource['id']}"))
+    return steps
+
+
+def _fields(spec: ResourceSpec) -> dict:
+    if spec.kind == "tcp":
+        return {"public_port": spec.port, "enabled": spec.enabled}
+    return {"hostname": spec.host, "path_prefix": spec.path, "enabled": spec.enabled}
+
+
+def _resource_steps(api: Api, base: str, spec: ResourceSpec, current, sites: dict, prune: bool) -> list[Step]:
+    fields = _fields(spec)
+    if current is None:
+        body = {"name": spec.name, "kind": spec.kind, **fields}
+        steps = [Step(f"+ resource {spec.name} ({_describe(spec)})", "POST", f"{base}/resources", body)]
+        steps += [
+            Step(
+                f"+ target {t.site} {t.host}:{t.port} of {spec.name}",
+                "POST",
+                f"{base}/resources/{{resource:{spec.name}}}/targets",
+                _target_body(t, sites),
+            )
+            for t in spec.targets
+        ]
+        return steps
+    if current["kind"] != spec.kind:
+        raise ApplyError(
+            f"resource {spec.name!r} is {current['kind']} on the gateway and {spec.kind} in the file: "
+            "a resource's kind cannot change (rename one of them)"
+        )
+    steps = []
+    changed = {k: v for k, v in fields.items() if current.get(k) != v}
+    if changed:
+        what = ", ".join(f"{k} {current.get(k)!r} -> {v!r}" for k, v in changed.items())
+        steps.append(
+            Step(f"~ resource {spec.name}: {what}", "PATCH", f"{base}/resources/{current['id']}", changed)
+        )
+    path = f"{base}/resources/{current['id']}/targets"
+    existing = api.all(path)
+    site_names = {s["id"]: name for name, s in sites.items()}
+    have = {(site_names.get(t["site_id"]), t["host"], t["port"], t["scheme"]): t for t in existing}
+    want = {(t.site, t.host, t.port, t.scheme): t for t in spec.targets}
+    for key, t in want.items():
+        if key not in have:
+            steps.append(
+                Step(
+                    f"+ target {t.site} {t.host}:{t.port} of {spec.name}",
+                    "POST",
+                    path,
+                    _target_body(t, sites),
+                )
+            )
+    if prune:
+        for key, t in have.items():
+            if key not in want:
+                steps.append(
+                    Step(
+                        f"- target {key[0]} {t['host']}:{t['port']} of {spec.name}",
+                        "DELETE",
+                        f"{path}/{t['id']}",
+                    )
+                )
+    return steps
+
+
+def _target_body(t: TargetSpec, sites: dict) -> dict:
+    site = sites.get(t.site)
+    return {
+        "site_id": site["id"] if site else f"{{site:{t.site}}}",
+        "host": t.host,
+        "port": t.port,
+        "scheme": t.scheme,
+    }
+
+
+def _describe(spec: ResourceSpec) -> str:
+    return f"tcp:{spec.port}" if spec.kind == "tcp" else f"http://{spec.host}{spec.path}"
+
+
+# ----------------------------------------------------------------------------- applying
+
+
+def execute(api: Api, steps: list[Step]) -> None:
+    """Make the changes in order; ids of what a step creates fill the later steps' paths."""
+    made: dict[str, str] = {}  # "site:NAME" / "resource:NAME" -> the id it got
+    for step in steps:
+        path = step.path
+        body = dict(step.body) if step.body else None
+        for placeholder, object_id in made.items():
+            path = path.replace(f"{{{placeholder}}}", object_id)
+            if body and body.get("site_id") == f"{{{placeholder}}}":
+                body["site_id"] = object_id
+        result = api.call(step.method, path, body)
+        if step.text.startswith("+ site "):
+            made[f"site:{step.body['name']}"] = result["site"]["id"]
+            print(f"{step.text}: id {result['site']['id']}, secret (shown once) {result['secret']}")
+            continue
+        if step.text.startswith("+ resource "):
+            made[f"resource:{step.body['name']}"] = result["id"]
+        print(step.text)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ApplyError(f"cannot read {args.file}: {e.strerror}") from None
+    desired = parse(text, args.file)
+    api = api_for(args)
+    org = organization(api, args.org)
+    steps = plan(api, org, desired, args.prune)
+    if not steps:
+        print(f"{args.file}: nothing to change in organization {org['name']!r}")
+        return 0
+    if args.dry_run:
+        print(f"{args.file}: {len(steps)} change(s) to organization {org['name']!r} (dry run, nothing done):")
+        for step in steps:
+            print(f"  {step.text}")
+        return 0
+    execute(api, steps)
+    return 0
