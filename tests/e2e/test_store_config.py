@@ -120,7 +120,8 @@ def test_two_gateways_on_one_postgresql_see_each_others_changes(tmp_path, echo, 
                 assert s.recv(4) == b"ping"
         write(url, st.update_resource, resource_id, enabled=False)
         for host in ("127.0.0.1", "127.0.0.2"):
-            wait_for(lambda host=host: refused(port, host), f"the listener on {host} to close", timeout=5)
+            # Within a second: LISTEN/NOTIFY, not the 2 s safety-net poll.
+            wait_for(lambda host=host: refused(port, host), f"the listener on {host} to close", timeout=1.0)
     finally:
         for d in gateways:
             d.stop()

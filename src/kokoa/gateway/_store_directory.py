@@ -38,7 +38,9 @@ class StoreSiteDirectory:
         self._sites: dict[str, Site] = {}
         self._resources: list[TCPResource] = []
         self._subscribers: list[Callable[[], None]] = []
-        self._lock = defer.DeferredLock()
+        self._dirty = False
+        self._running: defer.Deferred | None = None
+        self._waiters: list[defer.Deferred] = []
         self._poller: task.LoopingCall | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -64,23 +66,36 @@ class StoreSiteDirectory:
         self.store = None
 
     def refresh(self) -> defer.Deferred:
-        """Reload the snapshot (one at a time) and tell the subscribers if it moved."""
-        return self._lock.run(self._refresh)
+        """Reload the snapshot and tell the subscribers if it moved. Calls that arrive while a
+        reload runs make one more reload after it, not one each."""
+        self._dirty = True
+        if self._running is None:
+            self._running = self._reload_until_clean()
+        waiter = defer.Deferred()
+        self._waiters.append(waiter)
+        return waiter
 
     @defer.inlineCallbacks
-    def _refresh(self):
-        if self.store is None:
-            return
-        snapshot = yield self.store.snapshot()
-        if snapshot.version == self.version:
-            return
-        self._apply(snapshot)
-        for callback in list(self._subscribers):
-            callback()
+    def _reload_until_clean(self):
+        try:
+            while self._dirty and self.store is not None:
+                self._dirty = False
+                snapshot = yield self.store.snapshot()
+                if snapshot.version != self.version:
+                    self._apply(snapshot)
+                    for callback in list(self._subscribers):
+                        callback()
+        except Exception as e:
+            log.warn("cannot reload the configuration: {e}", e=e)
+        finally:
+            self._running = None
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
 
     @defer.inlineCallbacks
     def _poll(self):
-        if self.store is None or self._lock.locked:
+        if self.store is None or self._running is not None:
             return
         from kokoa.store import config_version
 

@@ -47,7 +47,7 @@ from ._access import (
     update_rule,
 )
 from ._audit import AuditEntry, append_audit, jsonable, list_audit
-from ._common import DEFAULT_LIMIT, MAX_LIMIT, UNSET, Change, Page, Unset, new_id
+from ._common import DEFAULT_LIMIT, MAX_LIMIT, NOTIFY_CHANNEL, UNSET, Change, Page, Unset, new_id
 from ._engine import database_url
 from ._errors import Conflict, Invalid, NotFound, SchemaMismatch, StoreError
 from ._keys import (
@@ -144,6 +144,7 @@ __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "MEMBER",
+    "NOTIFY_CHANNEL",
     "OWNER",
     "POSTGRES_THREADS",
     "RESOURCE_KINDS",

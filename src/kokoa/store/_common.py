@@ -25,6 +25,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -154,6 +155,10 @@ class Change:
     at: datetime
 
 
+#: The PostgreSQL channel on which every configuration change is announced (payload: the version).
+NOTIFY_CHANNEL = "kokoa_config"
+
+
 def record_change(
     conn: Connection, kind: str, object_id: str, op: str, org_id: str | None, now: datetime
 ) -> Change:
@@ -174,6 +179,11 @@ def record_change(
         )
     )
     conn.info.setdefault(_CHANGES_KEY, []).append(change)
+    if conn.dialect.name == "postgresql":
+        # Delivered at commit to every gateway that LISTENs: they reload at once.
+        conn.execute(
+            text("SELECT pg_notify(:channel, :version)"), {"channel": NOTIFY_CHANNEL, "version": str(version)}
+        )
     return change
 
 
