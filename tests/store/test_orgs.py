@@ -263,3 +263,30 @@ def test_a_failing_write_leaves_nothing_of_itself(conn, monkeypatch):
     assert count(conn, s.roles) == 3
     monkeypatch.undo()
     assert st.create_organization(conn, "Acme").name == "Acme"  # the connection is still usable
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0001-01-01T00:00:00+23:59\nx",  # overflows when converted to UTC
+        "9999-12-31T23:59:59-23:59\nx",
+        "2026-01-01T00:00:00+00:00\nid\x00",  # a NUL: PostgreSQL refuses it in text
+        "2026-01-01T00:00:00+00:00\n" + "x" * 200,
+    ],
+)
+def test_cursors_that_would_upset_the_database_are_refused(conn, text):
+    import base64
+
+    cursor = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    with pytest.raises(st.Invalid) as e:
+        st.list_organizations(conn, limit=10, cursor=cursor)
+    assert e.value.field == "cursor"
+
+
+def test_audit_cursors_must_be_small_numbers(conn):
+    import base64
+
+    for text in ("١٢٣", "9" * 40):  # Arabic-Indic digits pass isdigit(); a huge number overflows
+        cursor = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+        with pytest.raises(st.Invalid):
+            st.list_audit(conn, cursor=cursor)

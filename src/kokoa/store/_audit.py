@@ -135,7 +135,7 @@ def list_audit(
         query = query.where(a.c.at < v.aware(until, "until"))
     if cursor is not None:
         (last,) = decode_cursor(cursor, 1)
-        if not last.isdigit():
+        if not last.isascii() or not last.isdigit() or len(last) > 18:
             raise Invalid("cursor", "not a cursor from a previous page")
         query = query.where(a.c.id < int(last))
     rows = conn.execute(query.order_by(a.c.id.desc()).limit(limit + 1)).all()

@@ -105,7 +105,8 @@ def decode_cursor(cursor: str, count: int) -> list[str]:
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
         raise Invalid("cursor", "not a cursor from a previous page") from None
     parts = text.split("\n")
-    if len(parts) != count:
+    # What we encode is short printable text; anything else would only upset the database.
+    if len(parts) != count or not all(p.isprintable() and 0 < len(p) <= 64 for p in parts):
         raise Invalid("cursor", "not a cursor from a previous page")
     return parts
 
@@ -126,9 +127,11 @@ def paginate(
         when, last_id = decode_cursor(cursor, 2)
         try:
             after = datetime.fromisoformat(when)
-        except ValueError:
+            if after.tzinfo is None or not 1970 <= after.astimezone(UTC).year <= 9998:
+                after = None
+        except (ValueError, OverflowError):
             after = None
-        if after is None or after.tzinfo is None:
+        if after is None:
             raise Invalid("cursor", "not a cursor from a previous page")
         query = query.where(or_(created > after, and_(created == after, id_ > last_id)))
     rows = conn.execute(query.order_by(created, id_).limit(limit + 1)).all()
