@@ -202,3 +202,43 @@ def test_apply_errors_name_the_line(tmp_path, text, message):
     with pytest.raises(ApplyError) as e:
         parse(text, "kokoa.yaml")
     assert message in str(e.value)
+
+
+def test_apply_grants_and_rules_exactly(tmp_path):
+    d = Deployment(tmp_path)
+    try:
+        d.start_gateway()
+        spec = tmp_path / "kokoa.yaml"
+        spec.write_text(
+            """\
+sites:
+  - name: home
+resources:
+  - name: db
+    kind: http
+    host: db.example.com
+    grants:
+      - role: Admin
+      - user: admin@example.com
+    rules:
+      - {priority: 10, action: allow, cidr: 10.0.0.0/8}
+      - {priority: 20, action: deny, path: "/admin*", method: POST}
+"""
+        )
+        out = kokoa(d.data, "apply", "-f", str(spec)).stdout
+        assert "+ grant Admin on db" in out and "+ grant admin@example.com on db" in out
+        assert "+ rule 10 allow cidr=10.0.0.0/8 on db" in out
+        assert "nothing to change" in kokoa(d.data, "apply", "-f", str(spec)).stdout
+        spec.write_text(
+            spec.read_text()
+            .replace("      - user: admin@example.com\n", "")
+            .replace("action: deny", "action: bypass")
+        )
+        out = kokoa(d.data, "apply", "-f", str(spec)).stdout
+        assert "- grant" in out and "~ rule 20 deny path=/admin* method=POST -> 20 bypass" in out
+        assert "nothing to change" in kokoa(d.data, "apply", "-f", str(spec)).stdout
+        spec.write_text(spec.read_text().replace("role: Admin", "role: Nobody"))
+        result = kokoa(d.data, "apply", "-f", str(spec), check=False)
+        assert result.returncode == 2 and "no role 'Nobody'" in result.stderr
+    finally:
+        d.stop()

@@ -18,11 +18,18 @@ The file (YAML)::
         path: /
         targets:
           - {site: home, target: "http://10.0.0.5:8080"}
+        grants:              # who may reach it: roles by name, users by email or id
+          - role: Admin
+          - user: ann@example.com
+        rules:               # evaluated by priority, lowest first
+          - {priority: 10, action: allow, cidr: 10.0.0.0/8}
+          - {priority: 20, action: deny, path: "/admin*"}
 
 Sites and resources are matched by name; targets by site and address. Applying creates what
 is missing and changes what differs; with ``--prune`` it also deletes resources and targets
-that the file does not list (never sites: a site's secret cannot be recreated). Applying the
-same file twice changes nothing. Every error names the line.
+that the file does not list (never sites: a site's secret cannot be recreated). A resource that
+lists ``grants`` or ``rules`` gets exactly those. Applying the same file twice changes nothing.
+Every error names the line.
 """
 
 from __future__ import annotations
@@ -62,6 +69,8 @@ class ResourceSpec:
     path: str | None = None
     enabled: bool = True
     targets: list[TargetSpec] = field(default_factory=list)
+    grants: list[tuple[str, str, int]] | None = None  # (role|user, name, line)
+    rules: list[dict] | None = None
 
 
 @dataclass
@@ -100,7 +109,8 @@ def parse(text: str, source: str) -> Desired:
     return Desired(sites, resources)
 
 
-_RESOURCE_KEYS = {"name", "kind", "port", "host", "path", "enabled", "targets"}
+_RESOURCE_KEYS = {"name", "kind", "port", "host", "path", "enabled", "targets", "grants", "rules"}
+_RULE_KEYS = {"priority", "action", "cidr", "path", "method", "enabled"}
 
 
 def _resource(node, source: str, sites: dict) -> ResourceSpec:
@@ -130,6 +140,37 @@ def _resource(node, source: str, sites: dict) -> ResourceSpec:
             raise ApplyError(f"{_at(source, target['site'])}: site {site!r} is not listed under sites")
         address = _string(target, "target", target_node, source, required=True)
         spec.targets.append(_target(address, spec.kind, site, target["target"], source))
+    if "grants" in entry:
+        spec.grants = []
+        for grant_node in _sequence(entry["grants"], source, "grants"):
+            grant = _mapping(grant_node, source, {"role", "user"})
+            if len(grant) != 1:
+                raise ApplyError(f"{_at(source, grant_node)}: a grant names one role or one user")
+            (kind,) = grant
+            spec.grants.append(
+                (kind, _string(grant, kind, grant_node, source, required=True), _line(grant_node))
+            )
+    if "rules" in entry:
+        spec.rules = []
+        for rule_node in _sequence(entry["rules"], source, "rules"):
+            rule = _mapping(rule_node, source, _RULE_KEYS)
+            priority = _scalar(rule, "priority", source)
+            if priority is None or priority.tag != "tag:yaml.org,2002:int":
+                raise ApplyError(f"{_at(source, rule_node)}: priority must be a whole number")
+            action = _string(rule, "action", rule_node, source, required=True)
+            if action not in ("allow", "deny", "bypass"):
+                raise ApplyError(f"{_at(source, rule['action'])}: action must be allow, deny or bypass")
+            spec.rules.append(
+                {
+                    "priority": int(priority.value, 0),
+                    "action": action,
+                    "cidr": _string(rule, "cidr", rule_node, source),
+                    "path": _string(rule, "path", rule_node, source),
+                    "method": _string(rule, "method", rule_node, source),
+                    "enabled": _bool(rule, "enabled", rule_node, source, True),
+                    "line": _line(rule_node),
+                }
+            )
     return spec
 
 
@@ -249,8 +290,10 @@ def plan(api: Api, org: dict, desired: Desired, prune: bool) -> list[Step]:
                 )
             )
     resources = {r["name"]: r for r in api.all(f"{base}/resources")}
+    who = _Principals(api, base)
     for spec in desired.resources:
         steps += _resource_steps(api, base, spec, resources.get(spec.name), sites, prune)
+        steps += _access_steps(api, base, spec, resources.get(spec.name), who)
     if prune:
         for name, resource in resources.items():
             if name not in {r.name for r in desired.resources}:
@@ -317,6 +360,92 @@ def _resource_steps(api: Api, base: str, spec: ResourceSpec, current, sites: dic
                     )
                 )
     return steps
+
+
+class _Principals:
+    """Roles by name and users by email or id, looked up once, when first needed."""
+
+    def __init__(self, api: Api, base: str) -> None:
+        self.api = api
+        self.base = base
+        self._roles: dict[str, str] | None = None
+        self._users: dict[str, str] | None = None
+
+    def resolve(self, kind: str, name: str, line: int) -> tuple[str, str]:
+        if kind == "role":
+            if self._roles is None:
+                self._roles = {r["name"].lower(): r["id"] for r in self.api.all(f"{self.base}/roles")}
+            role_id = self._roles.get(name.lower())
+            if role_id is None:
+                raise ApplyError(f"line {line}: no role {name!r} in this organization")
+            return "role_id", role_id
+        if name.startswith("user_"):
+            return "user_id", name
+        if self._users is None:
+            self._users = {u["email"].lower(): u["id"] for u in self.api.all("/users")}
+        user_id = self._users.get(name.lower())
+        if user_id is None:
+            raise ApplyError(f"line {line}: no user {name!r}")
+        return "user_id", user_id
+
+
+_RULE_FIELDS = ("priority", "action", "cidr", "path", "method", "enabled")
+
+
+def _access_steps(api: Api, base: str, spec: ResourceSpec, current, who: _Principals) -> list[Step]:
+    """Make the resource's grants and rules exactly those of the file (when it lists them)."""
+    path = f"{base}/resources/{current['id'] if current else '{resource:' + spec.name + '}'}"
+    steps: list[Step] = []
+    if spec.grants is not None:
+        want = {who.resolve(kind, name, line): name for kind, name, line in spec.grants}
+        have = {}
+        if current is not None:
+            for g in api.all(f"{path}/grants"):
+                key = ("role_id", g["role_id"]) if g["role_id"] else ("user_id", g["user_id"])
+                have[key] = g["id"]
+        for key, name in want.items():
+            if key not in have:
+                steps.append(
+                    Step(f"+ grant {name} on {spec.name}", "POST", f"{path}/grants", {key[0]: key[1]})
+                )
+        for key, grant_id in have.items():
+            if key not in want:
+                steps.append(Step(f"- grant {key[1]} on {spec.name}", "DELETE", f"{path}/grants/{grant_id}"))
+    if spec.rules is not None:  # rules are matched by priority (unique within a resource)
+        want_rules = {r["priority"]: r for r in spec.rules}
+        have_rules = {r["priority"]: r for r in api.all(f"{path}/rules")} if current is not None else {}
+        for priority, rule in sorted(want_rules.items()):
+            body = {f: rule[f] for f in _RULE_FIELDS}
+            existing = have_rules.get(priority)
+            if existing is None:
+                create = {f: v for f, v in body.items() if v is not None}
+                steps.append(
+                    Step(f"+ rule {_rule_text(rule)} on {spec.name}", "POST", f"{path}/rules", create)
+                )
+            elif any(existing[f] != body[f] for f in _RULE_FIELDS):
+                steps.append(
+                    Step(
+                        f"~ rule {_rule_text(existing)} -> {_rule_text(rule)} on {spec.name}",
+                        "PATCH",
+                        f"{path}/rules/{existing['id']}",
+                        body,
+                    )
+                )
+        for priority, existing in have_rules.items():
+            if priority not in want_rules:
+                steps.append(
+                    Step(
+                        f"- rule {_rule_text(existing)} on {spec.name}",
+                        "DELETE",
+                        f"{path}/rules/{existing['id']}",
+                    )
+                )
+    return steps
+
+
+def _rule_text(rule: dict) -> str:
+    conditions = " ".join(f"{f}={rule[f]}" for f in ("cidr", "path", "method") if rule.get(f))
+    return f"{rule['priority']} {rule['action']}" + (f" {conditions}" if conditions else "")
 
 
 def _target_body(t: TargetSpec, sites: dict) -> dict:
