@@ -242,3 +242,23 @@ resources:
         assert result.returncode == 2 and "no role 'Nobody'" in result.stderr
     finally:
         d.stop()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("resources:\n  - name: r\n    port: 022\n", "kokoa.yaml:3: port must be a whole number"),
+        ("resources:\n  - name: r\n    port: 1:10\n", "kokoa.yaml:3: port must be a whole number"),
+        (
+            "resources:\n  - name: r\n    kind: http\n    host: a.example.com\n    rules:\n"
+            "      - {priority: 1, action: allow}\n      - {priority: 1, action: deny}\n",
+            "kokoa.yaml:7: another rule of 'r' has priority 1",
+        ),
+    ],
+)
+def test_apply_refuses_ambiguous_numbers(text, message):
+    from kokoa.cli._apply import ApplyError, parse
+
+    with pytest.raises(ApplyError) as e:
+        parse(text, "kokoa.yaml")
+    assert message in str(e.value)

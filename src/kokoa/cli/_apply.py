@@ -155,14 +155,18 @@ def _resource(node, source: str, sites: dict) -> ResourceSpec:
         for rule_node in _sequence(entry["rules"], source, "rules"):
             rule = _mapping(rule_node, source, _RULE_KEYS)
             priority = _scalar(rule, "priority", source)
-            if priority is None or priority.tag != "tag:yaml.org,2002:int":
+            if priority is None or _integer(priority) is None:
                 raise ApplyError(f"{_at(source, rule_node)}: priority must be a whole number")
+            if any(r["priority"] == _integer(priority) for r in spec.rules):
+                raise ApplyError(
+                    f"{_at(source, priority)}: another rule of {spec.name!r} has priority {priority.value}"
+                )
             action = _string(rule, "action", rule_node, source, required=True)
             if action not in ("allow", "deny", "bypass"):
                 raise ApplyError(f"{_at(source, rule['action'])}: action must be allow, deny or bypass")
             spec.rules.append(
                 {
-                    "priority": int(priority.value, 0),
+                    "priority": _integer(priority),
                     "action": action,
                     "cidr": _string(rule, "cidr", rule_node, source),
                     "path": _string(rule, "path", rule_node, source),
@@ -254,9 +258,18 @@ def _port(entry: dict, key: str, parent, source: str) -> int:
     node = _scalar(entry, key, source)
     if node is None:
         raise ApplyError(f"{_at(source, parent)}: {key} is required for tcp resources")
-    if node.tag != "tag:yaml.org,2002:int" or not 1 <= int(node.value, 0) <= 65535:
+    number = _integer(node)
+    if number is None or not 1 <= number <= 65535:
         raise ApplyError(f"{_at(source, node)}: {key} must be a whole number from 1 to 65535")
-    return int(node.value, 0)
+    return number
+
+
+def _integer(node) -> int | None:
+    """A plain decimal integer (YAML 1.1's octal, leading-zero and base-60 forms are refused)."""
+    digits = node.value.lstrip("+-")
+    if node.tag != "tag:yaml.org,2002:int" or not digits.isdigit() or (len(digits) > 1 and digits[0] == "0"):
+        return None
+    return int(node.value)
 
 
 # ----------------------------------------------------------------------------- planning

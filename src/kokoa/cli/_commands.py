@@ -76,13 +76,19 @@ def resource_add(args: argparse.Namespace) -> int:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ApiError(f"--target {args.target!r}: give http://HOST:PORT or https://HOST:PORT")
         body = {"name": args.name, "kind": "http", "hostname": args.host, "path_prefix": args.path}
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise ApiError(f"--target {args.target!r}: the port must be a number from 1 to 65535") from None
         target = {"site_id": site["id"], "host": parts.hostname, "port": port, "scheme": parts.scheme}
     resource = api.post(f"/orgs/{org['id']}/resources", body)
     try:
         api.post(f"/orgs/{org['id']}/resources/{resource['id']}/targets", target)
     except ApiError:
-        api.delete(f"/orgs/{org['id']}/resources/{resource['id']}")  # nothing half-made
+        try:
+            api.delete(f"/orgs/{org['id']}/resources/{resource['id']}")  # nothing half-made
+        except ApiError as e:
+            print(f"kokoa: could not remove the half-made resource {resource['id']}: {e}", file=sys.stderr)
         raise
     where = f"tcp port {args.tcp_port}" if args.tcp_port is not None else f"http://{args.host}{args.path}"
     print(

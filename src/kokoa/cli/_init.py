@@ -24,6 +24,7 @@ def init(data_dir: Path, email: str, org_name: str, password: str | None, databa
         raise InitError(f"{key_path} exists: this data directory is initialized already")
     url = st.database_url(data_dir, database)
     engine, revision = st.open_engine(url)
+    written = False
     try:
         with engine.begin() as conn:
             if st.list_organizations(conn, limit=1).items:
@@ -45,6 +46,12 @@ def init(data_dir: Path, email: str, org_name: str, password: str | None, databa
             )
             # Written inside the transaction: if the file cannot be written, nothing is kept.
             _write_secret_file(key_path, secret + "\n")
+            written = True
+    except BaseException:
+        # ... and if the commit fails, no key file is left to block the next attempt.
+        if written:
+            key_path.unlink(missing_ok=True)
+        raise
     finally:
         engine.dispose()
     return {"org": org, "user": user, "key_path": key_path, "revision": revision, "url": url}

@@ -118,7 +118,7 @@ def load_gateway_config(path: str | Path | None) -> GatewayConfig:
     config.database = get_str(raw, "database", where)
     config.resource_interface = raw.get("resource_interface", "")
     if not isinstance(config.resource_interface, str):
-        raise ConfigError(f"{where}: resource_interface must be an IP address, or \"\" for all")
+        raise ConfigError(f'{where}: resource_interface must be an IP address, or "" for all')
     config.migrate = raw.get("migrate", True)
     if not isinstance(config.migrate, bool):
         raise ConfigError(f"{where}: migrate must be true or false")

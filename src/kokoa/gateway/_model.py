@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from kokoa.secrets import verify_secret
@@ -93,7 +94,10 @@ class StaticSiteDirectory:
         self._sites = {s.id: s for s in sites}
         self._resources = list(resources)
         for callback in list(self._subscribers):
-            callback()
+            try:
+                callback()
+            except Exception:  # one failing subscriber must not starve the others
+                Logger().failure("a configuration subscriber failed")
 
     def authenticate(self, site_id: str, secret: str) -> Site:
         site = self._sites.get(site_id)

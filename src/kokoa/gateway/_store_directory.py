@@ -8,6 +8,7 @@ moves (a cheap poll), so a change written by another gateway process arrives too
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from twisted.internet import defer, task
@@ -20,6 +21,45 @@ log = Logger()
 
 #: Seconds between checks of the database's configuration version.
 DEFAULT_POLL_INTERVAL = 0.25
+#: The same on PostgreSQL, where LISTEN/NOTIFY announces changes and the poll is a safety net.
+LISTENING_POLL_INTERVAL = 2.0
+
+
+class PostgresListener:
+    """LISTENs for configuration changes on a connection of its own, in a thread of its own
+    (it waits for notifications, so it must not hold one of the store's threads), and asks
+    the reactor to refresh on each. Reconnects after a lost connection."""
+
+    def __init__(self, url, reactor, on_change: Callable[[], object]) -> None:
+        self.conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.reactor = reactor
+        self.on_change = on_change
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kokoa-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _run(self) -> None:
+        import psycopg
+
+        from kokoa.store import NOTIFY_CHANNEL
+
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.reactor.callFromThread(self.on_change)  # catch up on what was missed
+                    while not self._stopping.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=100):
+                            self.reactor.callFromThread(self.on_change)
+            except Exception as e:  # a lost connection: say so, wait, listen again
+                if not self._stopping.is_set():
+                    self.reactor.callFromThread(log.warn, "LISTEN connection lost ({e}); retrying", e=e)
+                    self._stopping.wait(2.0)
 
 
 @implementer(ISiteDirectory)
@@ -43,6 +83,7 @@ class StoreSiteDirectory:
         self._waiters: list[defer.Deferred] = []
         self._poller: task.LoopingCall | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._listener: PostgresListener | None = None
 
     # ----------------------------------------------------------- lifecycle
 
@@ -52,15 +93,22 @@ class StoreSiteDirectory:
         self.store = store
         yield self.refresh()
         self._unsubscribe = store.subscribe(lambda changes: self.refresh())
+        interval = self.poll_interval
+        if store.dialect == "postgresql":
+            self._listener = PostgresListener(store.engine.url, self.reactor, self.refresh)
+            self._listener.start()
+            interval = LISTENING_POLL_INTERVAL  # the poll is only a safety net then
         self._poller = task.LoopingCall(self._poll)
         self._poller.clock = self.reactor
-        self._poller.start(self.poll_interval, now=False).addErrback(
+        self._poller.start(interval, now=False).addErrback(
             lambda f: log.failure("configuration poll stopped", f)
         )
 
     def detach(self) -> None:
         if self._poller is not None and self._poller.running:
             self._poller.stop()
+        if self._listener is not None:
+            self._listener.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.store = None
@@ -69,10 +117,11 @@ class StoreSiteDirectory:
         """Reload the snapshot and tell the subscribers if it moved. Calls that arrive while a
         reload runs make one more reload after it, not one each."""
         self._dirty = True
-        if self._running is None:
-            self._running = self._reload_until_clean()
-        waiter = defer.Deferred()
+        waiter: defer.Deferred = defer.Deferred()
         self._waiters.append(waiter)
+        if self._running is None:
+            self._running = defer.Deferred()  # marks the loop as running before it starts
+            self._reload_until_clean()
         return waiter
 
     @defer.inlineCallbacks
@@ -83,8 +132,7 @@ class StoreSiteDirectory:
                 snapshot = yield self.store.snapshot()
                 if snapshot.version != self.version:
                     self._apply(snapshot)
-                    for callback in list(self._subscribers):
-                        callback()
+                    self._notify()
         except Exception as e:
             log.warn("cannot reload the configuration: {e}", e=e)
         finally:
@@ -92,6 +140,13 @@ class StoreSiteDirectory:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
                 waiter.callback(None)
+
+    def _notify(self) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback()
+            except Exception:  # one failing subscriber must not starve the others
+                log.failure("a configuration subscriber failed")
 
     @defer.inlineCallbacks
     def _poll(self):

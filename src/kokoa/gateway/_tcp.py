@@ -108,6 +108,7 @@ class TCPResourceService(MultiService):
         self.ports: dict[str, object] = {}
         self.factories: dict[str, TCPResourceFactory] = {}
         self._lock = defer.DeferredLock()
+        self._stopping = False
 
     @defer.inlineCallbacks
     def startService(self):
@@ -120,6 +121,8 @@ class TCPResourceService(MultiService):
 
     @defer.inlineCallbacks
     def _reconcile(self):
+        if self._stopping:
+            return
         wanted = {r.key: r for r in self.directory.tcp_resources() if r.enabled}
         for key, factory in list(self.factories.items()):
             resource = wanted.get(key)
@@ -162,8 +165,9 @@ class TCPResourceService(MultiService):
     def unlisten(self, key: str, why: str):
         """Stop serving a resource: close its listener and, cleanly, its connections."""
         factory = self.factories.pop(key)
-        port = self.ports.pop(key)
-        yield port.stopListening()
+        port = self.ports.pop(key, None)
+        if port is not None:
+            yield port.stopListening()
         open_connections = len(factory.active)
         factory.close_all(abort=False)
         log.info(
@@ -174,9 +178,13 @@ class TCPResourceService(MultiService):
             n=open_connections,
         )
 
-    @defer.inlineCallbacks
     def stopService(self):
         """Stop accepting, give open connections ``drain_timeout`` to finish, then cut them."""
+        self._stopping = True  # no reconcile opens anything from now on
+        return self._lock.run(self._stop)
+
+    @defer.inlineCallbacks
+    def _stop(self):
         yield defer.DeferredList([port.stopListening() for port in self.ports.values()])
         self.ports.clear()
         deadline = self.reactor.seconds() + self.drain_timeout
@@ -184,4 +192,5 @@ class TCPResourceService(MultiService):
             yield task.deferLater(self.reactor, 0.1, lambda: None)
         for factory in self.factories.values():
             factory.close_all()
+        self.factories.clear()
         yield super().stopService()

@@ -9,7 +9,7 @@ from twisted.logger import Logger
 
 from kokoa import __version__
 from kokoa.tunnel import Refusal, TunnelProtocol
-from kokoa.wire import ErrorCode, Limits, Role
+from kokoa.wire import ErrorCode, Limits, ProtocolError, Role
 
 from ._model import AuthenticationFailed, ISiteDirectory, SiteDisabled
 from ._registry import TunnelRegistry
@@ -110,7 +110,10 @@ class GatewayTunnelHandler:
                 tunnel.terminate(code, why)
                 continue
             targets = sorted(self.directory.targets_for(site_id))
-            tunnel.send_control({"type": "config", "targets": targets})
+            try:
+                tunnel.send_control({"type": "config", "targets": targets})
+            except ProtocolError as e:  # e.g. more targets than the edge's max_control_size
+                self.log.error("cannot send {peer} its configuration: {e}", peer=tunnel.peer_name, e=e)
 
 
 def tunnel_server_factory(handler: GatewayTunnelHandler, reactor, limits: Limits, **timeouts) -> Factory:

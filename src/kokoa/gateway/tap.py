@@ -224,6 +224,9 @@ class StoreService(service.Service):
 
     @defer.inlineCallbacks
     def _opened(self, store):
+        if not self.running:  # stopped while the store was opening
+            yield store.close()
+            return
         self.store = store
         yield self.directory.attach(store)
         log.info("store open: {url}, schema {rev}", url=_shown(self.url), rev=store.revision)
@@ -357,8 +360,10 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     tcp.setServiceParent(top)
 
     def configuration_changed() -> None:
-        handler.configuration_changed()
-        tcp.reconcile()
+        try:
+            handler.configuration_changed()
+        finally:
+            tcp.reconcile()
 
     directory.subscribe(configuration_changed)
     if options["config"]:
