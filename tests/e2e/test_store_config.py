@@ -125,3 +125,25 @@ def test_two_gateways_on_one_postgresql_see_each_others_changes(tmp_path, echo, 
     finally:
         for d in gateways:
             d.stop()
+
+
+def test_rotating_a_site_secret_keeps_the_old_one_for_the_grace_period(tmp_path):
+    d = Deployment(tmp_path)
+    try:
+        d.start_gateway()
+        org = d.api("GET", "/orgs")["items"][0]["id"]
+        made = d.api("POST", f"/orgs/{org}/sites", {"name": "home"})
+        site, first = made["site"]["id"], made["secret"]
+        second = d.api("POST", f"/orgs/{org}/sites/{site}/rotate-secret", {})["secret"]
+        d.start_edge(site, "tls", secret=first, extra=["--connections", "1"])  # old: in its grace
+        d.start_edge(site, "tls", secret=second, extra=["--connections", "1"])  # new
+        d.wait_tunnels(site, 2)
+        # A second rotation with no grace: the first secret had lost its grace already (one
+        # previous secret is kept), the second loses it now; edges using either are cut off.
+        third = d.api("POST", f"/orgs/{org}/sites/{site}/rotate-secret", {"grace_seconds": 0})["secret"]
+        wait_for(lambda: d.tunnels(site) == 0, "edges with revoked secrets to be disconnected")
+        d.edges[0].wait_log("the edge's secret is no longer valid")
+        d.start_edge(site, "tls", secret=third, extra=["--connections", "1"])
+        d.wait_tunnels(site, 1)
+    finally:
+        d.stop()

@@ -7,6 +7,7 @@ store later. The data plane reads it from memory only.
 
 from __future__ import annotations
 
+import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +71,10 @@ class ISiteDirectory(Interface):
     def site(site_id):
         """The Site with this id, or None."""
 
+    def accepts_hash(site_id, secret_hash):
+        """Whether an edge that authenticated with the secret of this hash may stay connected
+        (the site is enabled and the secret is current, or previous and in its grace period)."""
+
     def tcp_resources():
         """Every TCP resource, enabled or not."""
 
@@ -110,6 +115,10 @@ class StaticSiteDirectory:
 
     def site(self, site_id: str) -> Site | None:
         return self._sites.get(site_id)
+
+    def accepts_hash(self, site_id: str, secret_hash: str) -> bool:
+        site = self._sites.get(site_id)
+        return site is not None and site.enabled and hmac.compare_digest(site.secret_hash, secret_hash)
 
     def tcp_resources(self) -> list[TCPResource]:
         return list(self._resources)

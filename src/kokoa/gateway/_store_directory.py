@@ -8,8 +8,10 @@ moves (a cheap poll), so a change written by another gateway process arrives too
 
 from __future__ import annotations
 
+import hmac
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -200,6 +202,19 @@ class StoreSiteDirectory:
     def site(self, site_id: str) -> Site | None:
         return self._sites.get(site_id)
 
+    def accepts_hash(self, site_id: str, secret_hash: str) -> bool:
+        c = self._credentials.get(site_id)
+        if c is None or not c.enabled:
+            return False
+        if hmac.compare_digest(c.secret_hash, secret_hash):
+            return True
+        return (
+            c.previous_secret_hash is not None
+            and c.previous_secret_expires_at is not None
+            and datetime.now(UTC) < c.previous_secret_expires_at
+            and hmac.compare_digest(c.previous_secret_hash, secret_hash)
+        )
+
     def tcp_resources(self) -> list[TCPResource]:
         return list(self._resources)
 
@@ -232,6 +247,10 @@ class CombinedDirectory:
 
     def site(self, site_id: str) -> Site | None:
         return next((s for d in self.directories if (s := d.site(site_id)) is not None), None)
+
+    def accepts_hash(self, site_id: str, secret_hash: str) -> bool:
+        directory = next((d for d in self.directories if d.site(site_id) is not None), None)
+        return directory is not None and directory.accepts_hash(site_id, secret_hash)
 
     def tcp_resources(self) -> list[TCPResource]:
         return [r for d in self.directories for r in d.tcp_resources()]

@@ -8,6 +8,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from kokoa import __version__
+from kokoa.secrets import hash_secret
 from kokoa.tunnel import Refusal, TunnelProtocol
 from kokoa.wire import ErrorCode, Limits, ProtocolError, Role
 
@@ -35,6 +36,7 @@ class GatewayTunnelHandler:
         #: Called with (site id, online) when a site's first tunnel comes or its last goes.
         self.on_presence: Callable[[str, bool], None] | None = None
         self._site_of: dict[TunnelProtocol, str] = {}
+        self._secret_hash_of: dict[TunnelProtocol, str] = {}
 
     def hello_received(self, tunnel: TunnelProtocol, hello: dict) -> dict:
         site_id, secret = hello.get("site"), hello.get("secret")
@@ -55,6 +57,7 @@ class GatewayTunnelHandler:
             self.log.warn("refused edge from {peer}: {why}", peer=tunnel.peer_name, why=message)
             raise Refusal(ErrorCode.TOO_MANY_TUNNELS, message)
         self._site_of[tunnel] = site.id
+        self._secret_hash_of[tunnel] = hash_secret(secret)  # to re-check it after a rotation
         tunnel.peer_name = f"site {site.name} ({tunnel.peer_name})"
         return {
             "gateway_version": __version__,
@@ -83,6 +86,7 @@ class GatewayTunnelHandler:
 
     def tunnel_lost(self, tunnel: TunnelProtocol, code: int, message: str) -> None:
         site_id = self._site_of.pop(tunnel, None)
+        self._secret_hash_of.pop(tunnel, None)
         if site_id is None:
             return
         self.registry.remove(site_id, tunnel)
@@ -96,18 +100,29 @@ class GatewayTunnelHandler:
             n=len(self.registry.tunnels(site_id)),
         )
 
-    def configuration_changed(self) -> None:
-        """Apply a new configuration to the connected edges: disconnect those whose
-        site is gone or disabled, tell the others which targets they now serve."""
+    def revalidate(self) -> None:
+        """Disconnect edges whose secret is no longer accepted: rotated with no grace, or
+        whose grace period ended (the gateway calls this on changes and periodically)."""
         for site_id, tunnel in self.registry.all():
-            if not tunnel.is_ready:
-                continue
+            secret_hash = self._secret_hash_of.get(tunnel)
+            if tunnel.is_ready and secret_hash and not self.directory.accepts_hash(site_id, secret_hash):
+                why = "this site's secret was rotated: the edge's secret is no longer valid"
+                self.log.info("disconnecting {peer}: {why}", peer=tunnel.peer_name, why=why)
+                tunnel.terminate(ErrorCode.AUTH_FAILED, why)
+
+    def configuration_changed(self) -> None:
+        """Apply a new configuration to the connected edges: disconnect those whose site is
+        gone or disabled or whose secret no longer holds; tell the others their targets."""
+        for site_id, tunnel in self.registry.all():
             site = self.directory.site(site_id)
-            if site is None or not site.enabled:
+            if tunnel.is_ready and (site is None or not site.enabled):
                 code = ErrorCode.AUTH_FAILED if site is None else ErrorCode.SITE_DISABLED
                 why = "this site was removed from the gateway" if site is None else "this site was disabled"
                 self.log.info("disconnecting {peer}: {why}", peer=tunnel.peer_name, why=why)
                 tunnel.terminate(code, why)
+        self.revalidate()
+        for site_id, tunnel in self.registry.all():
+            if not tunnel.is_ready:
                 continue
             targets = sorted(self.directory.targets_for(site_id))
             try:

@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from twisted.application import service
+from twisted.application import internet, service
 from twisted.internet import defer, endpoints, threads
 from twisted.logger import Logger
 from twisted.python import usage
@@ -20,6 +20,8 @@ log = Logger()
 
 #: Seconds the gateway waits for tunnels to drain on shutdown.
 DRAIN_TIMEOUT = 5.0
+#: Seconds between checks that connected edges' secrets are still accepted (grace periods end).
+REVALIDATE_INTERVAL = 30.0
 
 
 class Options(usage.Options):
@@ -366,6 +368,9 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
             tcp.reconcile()
 
     directory.subscribe(configuration_changed)
+    revalidation = internet.TimerService(REVALIDATE_INTERVAL, handler.revalidate)
+    revalidation.clock = reactor
+    revalidation.setServiceParent(top)
     if options["config"]:
         ConfigReloader(Path(options["config"]), options, file_directory, reactor).setServiceParent(top)
     RuntimeInfo(config, creds, listeners).setServiceParent(top)
