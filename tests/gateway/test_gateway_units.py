@@ -136,3 +136,44 @@ def test_edges_may_not_open_streams_to_the_gateway():
     assert recorder.reason is not None
     assert recorder.reason.value.code == ErrorCode.REFUSED_STREAM
     assert edge.is_ready and gateway.is_ready
+
+
+class TerminableTunnel(FakeTunnel):
+    is_ready = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.terminated = None
+        self.controls = []
+
+    def terminate(self, code, message):  # as the real one: the session is over
+        self.terminated = (code, message)
+        self.is_ready = False
+
+    def send_control(self, message):
+        self.controls.append(message)
+
+
+def test_a_new_secret_in_the_file_disconnects_edges_on_the_old_one():
+    directory = StaticSiteDirectory(SITES, RESOURCES)
+    h = GatewayTunnelHandler(directory, TunnelRegistry())
+    tunnel = TerminableTunnel()
+    h.hello_received(tunnel, {"site": "home", "secret": SECRET})
+    h.tunnel_ready(tunnel, {})
+    h.configuration_changed()
+    assert tunnel.terminated is None and tunnel.controls[-1]["targets"] == ["127.0.0.1:22"]
+    directory.replace([Site("home", "Home", hash_secret("rotated"))], RESOURCES)
+    h.configuration_changed()
+    assert tunnel.terminated[0] == ErrorCode.AUTH_FAILED
+    assert "no longer valid" in tunnel.terminated[1]
+
+
+def test_disabling_a_site_disconnects_with_site_disabled():
+    directory = StaticSiteDirectory(SITES, RESOURCES)
+    h = GatewayTunnelHandler(directory, TunnelRegistry())
+    tunnel = TerminableTunnel()
+    h.hello_received(tunnel, {"site": "home", "secret": SECRET})
+    h.tunnel_ready(tunnel, {})
+    directory.replace([Site("home", "Home", hash_secret(SECRET), enabled=False)], RESOURCES)
+    h.configuration_changed()
+    assert tunnel.terminated[0] == ErrorCode.SITE_DISABLED
