@@ -25,6 +25,7 @@ from ._common import (
     paginate,
     record_change,
     resolve_now,
+    where_equal,
 )
 from ._errors import Conflict, Invalid
 
@@ -136,10 +137,7 @@ def list_grants(
     limit: int = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> Page[Grant]:
-    query = select(s.grants)
-    for column, value in (("resource_id", resource_id), ("role_id", role_id), ("user_id", user_id)):
-        if value is not None:
-            query = query.where(s.grants.c[column] == value)
+    query = where_equal(select(s.grants), s.grants, resource_id=resource_id, role_id=role_id, user_id=user_id)
     return paginate(conn, query, s.grants, _grant, limit, cursor)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Row, insert, select
 
 from . import _schema as s
 from . import _validate as v
-from ._common import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor, resolve_now
+from ._common import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor, resolve_now, where_equal
 from ._errors import Invalid
 
 
@@ -115,15 +115,9 @@ def list_audit(
     (``"site.*"``); ``since`` is inclusive, ``until`` exclusive."""
     check_limit(limit)
     a = s.audit_log
-    query = select(a)
-    for column, value in (
-        ("org_id", org_id),
-        ("actor", actor),
-        ("object_kind", object_kind),
-        ("object_id", object_id),
-    ):
-        if value is not None:
-            query = query.where(a.c[column] == value)
+    query = where_equal(
+        select(a), a, org_id=org_id, actor=actor, object_kind=object_kind, object_id=object_id
+    )
     if action is not None:
         if action.endswith("*"):
             query = query.where(a.c.action.startswith(action[:-1], autoescape=True))

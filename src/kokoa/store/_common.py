@@ -111,6 +111,14 @@ def decode_cursor(cursor: str, count: int) -> list[str]:
     return parts
 
 
+def where_equal(query: Select[Any], table: Table, **filters: Any) -> Select[Any]:
+    """``query`` narrowed to rows whose column equals each filter that is not None."""
+    for column, value in filters.items():
+        if value is not None:
+            query = query.where(table.c[column] == value)
+    return query
+
+
 def paginate(
     conn: Connection,
     query: Select[Any],

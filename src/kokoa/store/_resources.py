@@ -23,6 +23,7 @@ from ._common import (
     paginate,
     record_change,
     resolve_now,
+    where_equal,
 )
 from ._errors import Conflict, Invalid
 
@@ -209,8 +210,7 @@ def list_resources(
     cursor: str | None = None,
 ) -> Page[Resource]:
     query = select(s.resources)
-    if org_id is not None:
-        query = query.where(s.resources.c.org_id == org_id)
+    query = where_equal(query, s.resources, org_id=org_id)
     if kind is not None:
         query = query.where(s.resources.c.kind == v.one_of(kind, "kind", RESOURCE_KINDS))
     return paginate(conn, query, s.resources, _resource, limit, cursor)
@@ -382,10 +382,7 @@ def list_targets(
     cursor: str | None = None,
 ) -> Page[Target]:
     query = select(s.targets)
-    if resource_id is not None:
-        query = query.where(s.targets.c.resource_id == resource_id)
-    if site_id is not None:
-        query = query.where(s.targets.c.site_id == site_id)
+    query = where_equal(query, s.targets, resource_id=resource_id, site_id=site_id)
     return paginate(conn, query, s.targets, _target, limit, cursor)
 
 

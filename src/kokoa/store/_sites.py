@@ -29,6 +29,7 @@ from ._common import (
     paginate,
     record_change,
     resolve_now,
+    where_equal,
 )
 from ._errors import Conflict, Invalid
 
@@ -136,8 +137,7 @@ def list_sites(
     conn: Connection, *, org_id: str | None = None, limit: int = DEFAULT_LIMIT, cursor: str | None = None
 ) -> Page[Site]:
     query = select(s.sites)
-    if org_id is not None:
-        query = query.where(s.sites.c.org_id == org_id)
+    query = where_equal(query, s.sites, org_id=org_id)
     return paginate(conn, query, s.sites, _site, limit, cursor)
 
 
