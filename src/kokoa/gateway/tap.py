@@ -299,7 +299,7 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     from ._api import site as _api_site
     from ._model import StaticSiteDirectory
     from ._registry import TunnelRegistry
-    from ._status import StatusResource
+    from ._status import status_snapshot
     from ._store_directory import CombinedDirectory, StoreSiteDirectory
     from ._tcp import TCPResourceService
     from ._tunnels import GatewayTunnelHandler, tunnel_server_factory
@@ -353,7 +353,7 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
             lambda store: api_root.attach(
                 store,
                 reactor,
-                status=StatusResource(directory, registry).snapshot,
+                status=lambda: status_snapshot(directory, registry),
                 port_available=lambda kind, port: port_available(kind, port, config.resource_interface),
             )
         )
