@@ -95,6 +95,11 @@ def test_flags_override_the_file(tmp_path):
             "is not HOST:PORT",
         ),
         ("not toml [", "not valid TOML"),
+        ("max_tunnels_per_site = 0.5\n", "max_tunnels_per_site must be a whole number of at least 1"),
+        ('tls_cert = "cert.pem"\n', "tls_cert and tls_key go together"),
+        ("migrate = 1\n", "migrate must be true or false"),
+        ('[[sites]]\nid = "Bad Id"\nsecret_hash = "x"\n', "must be 1-63 lowercase letters"),
+        ('[[sites]]\nid = "a"\nsecret_hash = "sha256:' + "z" * 64 + '"\n', "secret_hash must be 'sha256:'"),
     ],
 )
 def test_gateway_config_errors(tmp_path, text, message):
@@ -103,6 +108,12 @@ def test_gateway_config_errors(tmp_path, text, message):
         gateway_options("--config", str(path))
     assert message in str(e.value)
     assert str(path) in str(e.value) or "TOML" in str(e.value)
+
+
+def test_none_turns_listeners_off_in_the_file(tmp_path):
+    path = write(tmp_path, 'tunnel = "none"\ntunnel_ws = ["none"]\napi = "none"\n')
+    config = gateway_options("--config", str(path)).config
+    assert (config.tunnel, config.tunnel_ws, config.api) == ([], [], None)
 
 
 def test_missing_config_file(tmp_path):
