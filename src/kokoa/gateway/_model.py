@@ -54,6 +54,59 @@ class TCPResource:
         return f"{host}:{self.target_port}"
 
 
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """How the edge that owns a target checks it: HTTP GET ``path`` when a path is set
+    (healthy when the status is in ``expected_status``), else a TCP connect."""
+
+    path: str | None = None
+    interval: int = 10
+    timeout: int = 5
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 3
+    expected_status: str = "200-399"  # ranges and codes: "200-399", "200,204"
+
+    @property
+    def kind(self) -> str:
+        return "tcp" if self.path is None else "http"
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPTarget:
+    """One upstream of an HTTP resource, reached through ``site_id``'s edge."""
+
+    id: str
+    site_id: str
+    host: str
+    port: int
+    scheme: str = "http"  # http or https (TLS from the gateway, through the tunnel)
+    weight: int = 1
+    tls_verify: bool = True
+    tls_server_name: str | None = None  # SNI and the name verified; default: host
+    health_check: HealthCheck | None = None
+
+    @property
+    def target(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPResource:
+    """Requests for ``hostname`` (exact, or ``*.example.com``) under ``path_prefix``."""
+
+    id: str
+    name: str
+    hostname: str
+    path_prefix: str = "/"
+    targets: tuple[HTTPTarget, ...] = ()
+    enabled: bool = True
+    lb_method: str = "round_robin"  # or "least_connections"
+    sticky: bool = False  # pin a client to a target by cookie
+    redirect_https: bool = False  # answer plain-HTTP requests with a redirect to https
+    hsts_max_age: int = 0  # seconds; 0 sends no Strict-Transport-Security
+
+
 class AuthenticationFailed(Exception):
     """A site's credentials were refused; the message is safe to show the edge."""
 
@@ -77,6 +130,9 @@ class ISiteDirectory(Interface):
 
     def tcp_resources():
         """Every TCP resource, enabled or not."""
+
+    def http_resources():
+        """Every HTTP resource, enabled or not."""
 
     def targets_for(site_id):
         """The set of "host:port" targets that the site's edge may be asked to reach."""
@@ -122,6 +178,9 @@ class StaticSiteDirectory:
 
     def tcp_resources(self) -> list[TCPResource]:
         return list(self._resources)
+
+    def http_resources(self) -> list[HTTPResource]:
+        return []
 
     def targets_for(self, site_id: str) -> set[str]:
         return {r.target for r in self._resources if r.site_id == site_id and r.enabled}

@@ -1,0 +1,1 @@
+"""The HTTP(S) front: a streaming, strict reverse proxy whose upstreams sit behind edges."""
