@@ -16,6 +16,8 @@ from collections import deque
 from dataclasses import dataclass
 
 import httptools
+from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -776,6 +778,8 @@ def _upstream_failure(reason: Failure, target: HTTPTarget, resource: HTTPResourc
         if code == ErrorCode.TARGET_UNREACHABLE:
             return 502, f"The edge cannot reach {where}: {reason.value.reason}"
         return 502, f"The tunnel stream to {where} was reset: {reason.value.reason}"
+    if reason.check(SSL.Error, VerificationError):
+        return 502, f"The TLS handshake with the upstream {where} failed: {reason.getErrorMessage()}"
     return 502, f"The upstream {where} closed the connection without answering ({reason.getErrorMessage()})."
 
 
