@@ -147,3 +147,21 @@ async def test_slowloris_connections_are_closed_while_others_are_served(rig):
     # Closed by the header deadline (0.5 s here; the idle timeout is 60 s), with a 408.
     assert all(a.startswith(b"HTTP/1.1 408 ") for a in answers), answers
     assert rig.upstreams["recorder"].received.count(b"GET /n/") == 5
+
+
+@pt.ensureDeferred
+async def test_connection_cannot_unframe_a_body_to_smuggle_a_request(rig):
+    """'Connection: content-length' must not drop the length while the body still goes upstream."""
+    smuggled = b"GET /admin HTTP/1.1\r\nHost: app.test\r\n\r\n"
+    request = (
+        b"POST /public HTTP/1.1\r\n"
+        + H
+        + b"Content-Length: %d\r\n" % len(smuggled)
+        + b"Connection: close, content-length\r\n\r\n"
+        + smuggled
+    )
+    raw = await threads.deferToThread(exchange, rig.http_port, request)
+    assert raw.startswith(b"HTTP/1.1 200 OK")
+    received = rig.upstreams["recorder"].received
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert b"\r\nContent-Length: %d" % len(smuggled) in head and body == smuggled

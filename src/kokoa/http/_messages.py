@@ -146,8 +146,9 @@ def _origin_target(raw: bytes, host: str, method: bytes) -> Target:
     lower = raw[:8].lower()
     if lower.startswith(b"http://") or lower.startswith(b"https://"):
         rest = raw.split(b"://", 1)[1]
-        slash = rest.find(b"/")
-        authority, path = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+        ends = [i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0]
+        cut = min(ends) if ends else len(rest)
+        authority, path = rest[:cut], rest[cut:] or b"/"
         if b"@" in authority:
             raise BadTarget("user information is not allowed in the request target")
         if normalize_host(authority.decode("ascii")) != host:
@@ -163,13 +164,18 @@ def _forbidden_upstream(name: bytes, connection_listed: set[bytes]) -> bool:
     return lower.replace(b"_", b"-") in GATEWAY_SET
 
 
+#: What frames or routes a message: a Connection header can never make these hop-by-hop
+#: (dropping Content-Length while forwarding the body would smuggle a request).
+_NEVER_CONNECTION_LISTED = frozenset({b"host", b"content-length", b"transfer-encoding"})
+
+
 def connection_listed(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
-    """Header names listed in Connection (they are hop-by-hop too)."""
+    """Header names listed in Connection (they are hop-by-hop too), but never the framing ones."""
     listed: set[bytes] = set()
     for name, value in headers:
         if name.lower() == b"connection":
             listed.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    return listed
+    return listed - _NEVER_CONNECTION_LISTED
 
 
 def format_for(address: str) -> str:

@@ -32,9 +32,9 @@ class BadTarget(ValueError):
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 # pchar and "/" of RFC 3986, plus "%" (checked separately): what a path may hold raw.
-_PATH_CHARS = re.compile(rb"^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$")
-_QUERY_CHARS = re.compile(rb"^[A-Za-z0-9\-._~!$&'()*+,;=:@/?%\[\]|{}\"^`<>\\]*$")
-_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_PATH_CHARS = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*")
+_QUERY_CHARS = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%\[\]|{}\"^`<>\\]*")
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +52,12 @@ class Target:
 
 def normalize_host(value: str) -> str:
     """The host of a Host header or authority, normalized (raises BadTarget)."""
+    if not value.isascii() or any(c < " " or c == "\x7f" for c in value):
+        raise BadTarget(f"malformed host {value!r}")
     host = value.strip().lower()
     if host.startswith("["):  # an IPv6 literal, with or without a port
-        literal, _, rest = host.partition("]")
-        if not literal[1:] or not all(c in "0123456789abcdef:." for c in literal[1:]):
+        literal, closed, rest = host.partition("]")
+        if not closed or not literal[1:] or not all(c in "0123456789abcdef:." for c in literal[1:]):
             raise BadTarget(f"malformed host {value!r}")
         if rest and not (rest.startswith(":") and _is_port(rest[1:])):
             raise BadTarget(f"malformed port in host {value!r}")
@@ -64,13 +66,13 @@ def normalize_host(value: str) -> str:
     if sep and not _is_port(port):
         raise BadTarget(f"malformed port in host {value!r}")
     name = name.removesuffix(".")
-    if not name or len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
+    if not name or len(name) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
         raise BadTarget(f"malformed host {value!r}")
     return name
 
 
 def _is_port(text: str) -> bool:
-    return text.isdigit() and len(text) <= 5 and int(text) <= 65535
+    return text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535
 
 
 def normalize_target(raw: bytes) -> Target:
@@ -80,9 +82,9 @@ def normalize_target(raw: bytes) -> Target:
     path, _, query = raw.partition(b"?")
     if b"#" in raw:
         raise BadTarget("the request target must not carry a fragment")
-    if not _PATH_CHARS.match(path):
+    if not _PATH_CHARS.fullmatch(path):
         raise BadTarget("the path holds characters that must be percent-encoded")
-    if query and not _QUERY_CHARS.match(query):
+    if query and not _QUERY_CHARS.fullmatch(query):
         raise BadTarget("the query holds characters that must be percent-encoded")
     decoded = _decode_unreserved(path)
     segments: list[str] = []
