@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from kokoa import store as st
 from kokoa.api import AdminAPI, openapi_document
 from kokoa.api._jsonschema import Validator, parse_datetime, unsupported_keywords
 from kokoa.api._routes import ROUTES
@@ -70,6 +71,11 @@ def test_the_limits_are_the_stores():
         store_schema.ID_LENGTH,
     )
     assert (api.PASSWORD_MIN, api.PASSWORD_MAX) == (store_validate.PASSWORD_MIN, store_validate.PASSWORD_MAX)
+    assert (api.MAX_WEIGHT, api.EXPECTED_STATUS_LENGTH, api.MAX_HSTS_MAX_AGE) == (
+        st.MAX_WEIGHT,
+        store_schema.EXPECTED_STATUS_LENGTH,
+        store_schema.MAX_HSTS_MAX_AGE,
+    )
 
 
 @pytest.mark.parametrize(
@@ -93,6 +99,9 @@ def test_the_limits_are_the_stores():
             {"expires_at": "must be an"},
         ),
         ("TargetUpdate", {"health_check": {"path": 1}}, {"health_check.path": "must be a string or null"}),
+        ("ResourceUpdate", {"hsts_max_age": -1}, {"hsts_max_age": "must be from 0 to 63072000"}),
+        ("ResourceUpdate", {"lb_method": "random"}, {"lb_method": "must be one of"}),
+        ("TargetUpdate", {"tls_server_name": None, "tls_verify": None}, {"tls_verify": "must be true"}),
         ("RuleCreate", {"priority": -1, "action": "allow"}, {"priority": "must be from 0 to 1000000"}),
     ],
 )

@@ -45,8 +45,8 @@ def _insert(
     conn.execute(insert(table(name, *columns)), rows)
 
 
-def fill_0001(conn: Connection) -> Rows:
-    """One row (at least) in every table of revision 0001."""
+def _rows_0001() -> tuple[Rows, dict[str, Any]]:
+    """One row (at least) for every table of revision 0001, and the types of their columns."""
     t0, t1 = NOW, NOW + timedelta(seconds=1)
     stamps = {"created_at": t0, "updated_at": t1}
     time = UTCDateTime()
@@ -209,6 +209,10 @@ def fill_0001(conn: Connection) -> Rows:
         "before": JSONDocument,
         "after": JSONDocument,
     }
+    return rows, types
+
+
+def _fill(conn: Connection, rows: Rows, types: dict[str, Any]) -> Rows:
     for name, table_rows in rows.items():
         _insert(conn, name, table_rows, types)
     conn.execute(text("UPDATE config_version SET version = 1"))
@@ -216,12 +220,46 @@ def fill_0001(conn: Connection) -> Rows:
     return rows
 
 
+def fill_0001(conn: Connection) -> Rows:
+    """One row (at least) in every table of revision 0001."""
+    return _fill(conn, *_rows_0001())
+
+
+#: The columns revision 0002 added, with the values rows written before it get.
+DEFAULTS_0002: dict[str, dict[str, Any]] = {
+    "resources": {"lb_method": "round_robin", "sticky": False, "redirect_https": False, "hsts_max_age": 0},
+    "targets": {"tls_verify": True, "tls_server_name": None, "hc_expected_status": "200-399"},
+}
+
+
+def fill_0002(conn: Connection) -> Rows:
+    """Revision 0001's rows, with the HTTP settings of 0002 set away from their defaults."""
+    rows, types = _rows_0001()
+    http, tcp = rows["resources"]
+    http |= {
+        "lb_method": "least_connections",
+        "sticky": True,
+        "redirect_https": True,
+        "hsts_max_age": 31536000,
+    }
+    tcp |= DEFAULTS_0002["resources"]
+    rows["targets"][0] |= {
+        "scheme": "https",
+        "tls_verify": False,
+        "tls_server_name": "app.internal",
+        "hc_expected_status": "200,204,300-308",
+    }
+    return _fill(conn, rows, types)
+
+
 #: Revision -> what fills a database at that revision.
-FILLERS: dict[str, Callable[[Connection], Rows]] = {"0001": fill_0001}
+FILLERS: dict[str, Callable[[Connection], Rows]] = {"0001": fill_0001, "0002": fill_0002}
 
 
 def expected_at_head(revision: str, table_name: str, row: dict[str, Any]) -> dict[str, Any]:
-    """What a row written at ``revision`` looks like at head (no migration transforms data yet)."""
+    """What a row written at ``revision`` looks like at head: rows from before 0002 get its defaults."""
+    if revision < "0002" and table_name in DEFAULTS_0002:
+        return row | DEFAULTS_0002[table_name]
     return row
 
 
@@ -267,6 +305,27 @@ def test_rows_written_at_any_revision_survive_the_upgrade_to_head(empty_url, sta
             snapshot = st.load_snapshot(conn)
             assert [r.id for r in snapshot.resources] == ["res_m1", "res_m2"]
             assert snapshot.targets[0].health_check.path == "/healthz"
+            http, tcp = snapshot.resources
+            target = snapshot.targets[0]
+            if start >= "0002":
+                assert (http.lb_method, http.sticky, http.redirect_https, http.hsts_max_age) == (
+                    "least_connections",
+                    True,
+                    True,
+                    31536000,
+                )
+                assert (target.tls_verify, target.tls_server_name) == (False, "app.internal")
+                assert target.health_check.expected_status == "200,204,300-308"
+            else:
+                assert (http.lb_method, http.sticky, http.redirect_https, http.hsts_max_age) == (
+                    "round_robin",
+                    False,
+                    False,
+                    0,
+                )
+                assert (target.tls_verify, target.tls_server_name) == (True, None)
+                assert target.health_check.expected_status == "200-399"
+            assert (tcp.lb_method, tcp.sticky, tcp.hsts_max_age) == ("round_robin", False, 0)
             assert [r.action for r in st.list_rules(conn, "res_m1")] == ["deny"]
             assert st.list_audit(conn).items[0].after == {"name": "home", "tags": [1, 2]}
             # the sequences moved past the filled ids
@@ -320,5 +379,30 @@ def test_upgrade_takes_a_url_too(empty_url):
     engine = create_store_engine(empty_url)
     try:
         assert st.current_revision(engine) == st.head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_downgrade_from_0002_keeps_every_row(empty_url):
+    """0002 only adds columns: going back drops them and nothing else (SQLite drops them in place,
+    so no table is copied, and no cascade deletes a resource's targets, grants or rules)."""
+    engine = create_store_engine(empty_url)
+    try:
+        st.upgrade(engine, "0002")
+        with engine.begin() as conn:
+            rows = fill_0002(conn)
+        st.downgrade(engine, "0001")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("resources")}
+            assert "lb_method" not in columns and "hsts_max_age" not in columns
+            for table_name, table_rows in rows.items():
+                found = conn.execute(text(f"SELECT COUNT(*) FROM {table_name}")).scalar_one()
+                assert found == len(table_rows), table_name
+            scheme = conn.execute(text("SELECT scheme FROM targets WHERE id = 'tgt_m1'")).scalar_one()
+            assert scheme == "https"
+        st.upgrade(engine)
+        with engine.connect() as conn:
+            (target,) = st.load_snapshot(conn).targets
+            assert (target.tls_verify, target.tls_server_name) == (True, None)
     finally:
         engine.dispose()

@@ -111,7 +111,17 @@ async def rotate_site_secret(call: Call) -> Reply:
 
 # -- resources ---------------------------------------------------------------------------------------
 
-RESOURCE_FIELDS = ("name", "hostname", "path_prefix", "public_port", "enabled")
+RESOURCE_FIELDS = (
+    "name",
+    "hostname",
+    "path_prefix",
+    "public_port",
+    "enabled",
+    "lb_method",
+    "sticky",
+    "redirect_https",
+    "hsts_max_age",
+)
 
 
 def resource_in(conn: Connection, org_id: str, resource_id: str) -> st.Resource:
@@ -211,7 +221,17 @@ async def delete_resource(call: Call) -> Reply:
 
 # -- targets -----------------------------------------------------------------------------------------
 
-TARGET_FIELDS = ("site_id", "host", "port", "scheme", "weight", "enabled", "health_check")
+TARGET_FIELDS = (
+    "site_id",
+    "host",
+    "port",
+    "scheme",
+    "weight",
+    "enabled",
+    "health_check",
+    "tls_verify",
+    "tls_server_name",
+)
 
 
 def target_in(conn: Connection, org_id: str, resource_id: str, target_id: str) -> st.Target:
@@ -237,7 +257,7 @@ async def create_target(call: Call) -> Reply:
 
     def tx(conn: Connection) -> st.Target:
         resource_in(conn, org_id, resource_id)
-        extra = pick(body, "scheme", "weight", "enabled", "health_check")
+        extra = pick(body, *TARGET_FIELDS[3:])
         target = st.create_target(conn, resource_id, body["site_id"], body["host"], body["port"], **extra)
         call.audit(conn, "target.create", org_id=org_id, kind="target", object_id=target.id, after=target)
         return target

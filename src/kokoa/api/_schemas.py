@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kokoa.store import MAX_LIMIT, RESOURCE_KINDS, RULE_ACTIONS, USER_STATUSES
+from kokoa.store import LB_METHODS, MAX_HSTS_MAX_AGE, MAX_LIMIT, RESOURCE_KINDS, RULE_ACTIONS, USER_STATUSES
 
 NAME_LENGTH = 100
 ID_LENGTH = 40
@@ -21,6 +21,7 @@ DESCRIPTION_LENGTH = 500
 PASSWORD_MIN, PASSWORD_MAX = 8, 1024
 MAX_PRIORITY = 1_000_000
 MAX_WEIGHT = 1000
+EXPECTED_STATUS_LENGTH = 64
 #: The longest grace period a rotated-out site secret can be given (7 days).
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 #: The scopes an API key can be given here: "read" (GET only), "write" and "*" (everything).
@@ -80,12 +81,54 @@ _TIMESTAMPS: dict[str, JSON] = {"created_at": DATETIME, "updated_at": DATETIME}
 
 _HEALTH_CHECK_FIELDS: dict[str, JSON] = {
     "enabled": BOOLEAN,
-    "path": nullable(string(PATH_LENGTH, description="HTTP targets: the path to GET")),
+    "path": nullable(
+        string(PATH_LENGTH, description="HTTP targets: the path to GET (an HTTP check); null: a TCP connect")
+    ),
     "interval": integer(1, 3600, description="seconds between checks"),
     "timeout": integer(1, 300, description="seconds each check may take (at most the interval)"),
     "healthy_threshold": integer(1, 100),
     "unhealthy_threshold": integer(1, 100),
+    "expected_status": string(
+        EXPECTED_STATUS_LENGTH,
+        description="HTTP checks: the statuses that pass, codes and ranges from 100 to 599 separated by "
+        "commas, such as 200-399 (the default) or 200,204; TCP checks keep the default",
+    ),
 }
+
+#: HTTP resources' settings; TCP and UDP resources always read the defaults and refuse other values.
+_HTTP_SETTINGS: dict[str, JSON] = {
+    "lb_method": {
+        "type": "string",
+        "enum": list(LB_METHODS),
+        "description": "HTTP only: how requests are spread over the targets (default round_robin)",
+    },
+    "sticky": {
+        **BOOLEAN,
+        "description": "HTTP only: pin each client to a target with a cookie (default false)",
+    },
+    "redirect_https": {
+        **BOOLEAN,
+        "description": "HTTP only: answer plain-HTTP requests with a redirect to https (default false)",
+    },
+    "hsts_max_age": integer(
+        0,
+        MAX_HSTS_MAX_AGE,
+        description="HTTP only: seconds of Strict-Transport-Security on HTTPS answers; "
+        "0 (the default) sends none",
+    ),
+}
+
+#: Targets' TLS settings (https targets only; other targets always read the defaults).
+_TLS_VERIFY: JSON = {
+    **BOOLEAN,
+    "description": "https targets only: verify the target's certificate (default true)",
+}
+_TLS_SERVER_NAME: JSON = nullable(
+    string(
+        HOSTNAME_LENGTH,
+        description="https targets only: the name sent as SNI and verified; null (the default): the host",
+    )
+)
 
 SCHEMAS: dict[str, JSON] = {
     # -- problems ------------------------------------------------------------------------------------
@@ -192,6 +235,10 @@ SCHEMAS: dict[str, JSON] = {
             "public_port": {"type": ["integer", "null"]},
             "enabled": BOOLEAN,
             **_TIMESTAMPS,
+            "lb_method": {"type": "string", "enum": list(LB_METHODS)},
+            "sticky": BOOLEAN,
+            "redirect_https": BOOLEAN,
+            "hsts_max_age": integer(0, MAX_HSTS_MAX_AGE),
         }
     ),
     "ResourceCreate": obj(
@@ -202,6 +249,7 @@ SCHEMAS: dict[str, JSON] = {
             "path_prefix": string(PATH_LENGTH, description="HTTP only (default /)"),
             "public_port": integer(1, 65535, description="TCP and UDP only"),
             "enabled": BOOLEAN,
+            **_HTTP_SETTINGS,
         },
         ("name", "kind"),
     ),
@@ -212,6 +260,7 @@ SCHEMAS: dict[str, JSON] = {
             "path_prefix": string(PATH_LENGTH),
             "public_port": PORT,
             "enabled": BOOLEAN,
+            **_HTTP_SETTINGS,
         },
         description="The kind of a resource is fixed: make a new resource instead.",
     ),
@@ -229,6 +278,8 @@ SCHEMAS: dict[str, JSON] = {
             "enabled": BOOLEAN,
             "health_check": ref("HealthCheck"),
             **_TIMESTAMPS,
+            "tls_verify": BOOLEAN,
+            "tls_server_name": {"type": ["string", "null"]},
         }
     ),
     "TargetCreate": obj(
@@ -240,6 +291,8 @@ SCHEMAS: dict[str, JSON] = {
             "weight": integer(0, MAX_WEIGHT),
             "enabled": BOOLEAN,
             "health_check": ref("HealthCheckSettings"),
+            "tls_verify": _TLS_VERIFY,
+            "tls_server_name": _TLS_SERVER_NAME,
         },
         ("site_id", "host", "port"),
     ),
@@ -252,7 +305,10 @@ SCHEMAS: dict[str, JSON] = {
             "weight": integer(0, MAX_WEIGHT),
             "enabled": BOOLEAN,
             "health_check": ref("HealthCheckSettings"),
-        }
+            "tls_verify": _TLS_VERIFY,
+            "tls_server_name": _TLS_SERVER_NAME,
+        },
+        description="Moving a target off https resets its TLS settings.",
     ),
     # -- access --------------------------------------------------------------------------------------
     "Grant": output(

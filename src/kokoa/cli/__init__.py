@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from kokoa import __version__
+from kokoa.store import LB_METHODS
 
 from . import _apply, _commands, _init, _site_secret
 from ._client import ApiError
@@ -51,14 +52,41 @@ def _parser() -> argparse.ArgumentParser:
     site_add.set_defaults(run=_commands.site_add)
 
     resource = commands.add_parser("resource", help="resources").add_subparsers(dest="action", required=True)
-    add = resource.add_parser("add", help="add a TCP or HTTP resource with one target")
+    add = resource.add_parser(
+        "add", help="add a TCP resource with one target, or an HTTP resource with one or more"
+    )
     add.add_argument("name")
-    add.add_argument("--site", required=True, help="the site (name or id) whose edge reaches the target")
+    add.add_argument("--site", required=True, help="the site (name or id) whose edge reaches the targets")
     kind = add.add_mutually_exclusive_group(required=True)
     kind.add_argument("--tcp-port", type=int, help="TCP resource: the public port on the gateway")
     kind.add_argument("--host", help="HTTP resource: the public hostname, e.g. app.example.com")
     add.add_argument("--path", default="/", help="HTTP resource: path prefix (default /)")
-    add.add_argument("--target", required=True, help="HOST:PORT (TCP) or http(s)://HOST:PORT (HTTP)")
+    add.add_argument(
+        "--target",
+        required=True,
+        action="append",
+        help="HOST:PORT (TCP) or http(s)://HOST:PORT (HTTP; repeat it for several targets)",
+    )
+    add.add_argument(
+        "--lb-method",
+        choices=LB_METHODS,
+        help="HTTP resource: how requests are spread over the targets (default round_robin)",
+    )
+    add.add_argument(
+        "--sticky", action="store_true", default=None, help="HTTP resource: pin each client to a target"
+    )
+    add.add_argument(
+        "--redirect-https",
+        action="store_true",
+        default=None,
+        help="HTTP resource: answer plain-HTTP requests with a redirect to https",
+    )
+    add.add_argument(
+        "--hsts-max-age",
+        type=int,
+        metavar="SECONDS",
+        help="HTTP resource: send Strict-Transport-Security with this max-age on HTTPS answers",
+    )
     add.set_defaults(run=_commands.resource_add)
 
     apply = commands.add_parser("apply", help="make sites and resources match a YAML file (idempotent)")

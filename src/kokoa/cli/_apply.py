@@ -16,8 +16,17 @@ The file (YAML)::
         kind: http
         host: app.example.com
         path: /
+        lb_method: least_connections   # http only: or round_robin (the default)
+        sticky: true                   # http only: pin clients to a target by cookie
+        redirect_https: true           # http only: plain HTTP answers with a redirect to https
+        hsts_max_age: 31536000         # http only: seconds of Strict-Transport-Security (0: none)
         targets:
-          - {site: home, target: "http://10.0.0.5:8080"}
+          - {site: home, target: "http://10.0.0.5:8080", weight: 2}
+          - site: home
+            target: "https://10.0.0.6:8443"
+            tls_verify: false          # https targets only (default true)
+            tls_server_name: app.lan   # https targets only: SNI and the name verified
+            health_check: {enabled: true, path: /healthz, expected_status: "200,204"}
         grants:              # who may reach it: roles by name, users by email or id
           - role: Admin
           - user: ann@example.com
@@ -30,6 +39,11 @@ is missing and changes what differs; with ``--prune`` it also deletes resources 
 that the file does not list (never sites: a site's secret cannot be recreated). A resource that
 lists ``grants`` or ``rules`` gets exactly those. Applying the same file twice changes nothing.
 Every error names the line.
+
+The settings ``lb_method``, ``sticky``, ``redirect_https``, ``hsts_max_age`` (resources) and
+``weight``, ``tls_verify``, ``tls_server_name``, ``health_check`` (targets) are compared only when
+the file states them: left out, they keep the value they have on the gateway (the default for what
+the file creates). Write the default to go back to it.
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from kokoa.config import ConfigError, parse_host_port
+from kokoa.store import LB_METHODS, MAX_HSTS_MAX_AGE, MAX_WEIGHT
 
 from ._client import Api, ApiError
 from ._commands import api_for, organization
@@ -57,6 +72,7 @@ class TargetSpec:
     port: int
     scheme: str
     line: int
+    settings: dict = field(default_factory=dict)  # weight, tls_*, health_check: those the file states
 
 
 @dataclass
@@ -71,6 +87,7 @@ class ResourceSpec:
     targets: list[TargetSpec] = field(default_factory=list)
     grants: list[tuple[str, str, int]] | None = None  # (role|user, name, line)
     rules: list[dict] | None = None
+    settings: dict = field(default_factory=dict)  # the HTTP settings the file states
 
 
 @dataclass
@@ -109,8 +126,29 @@ def parse(text: str, source: str) -> Desired:
     return Desired(sites, resources)
 
 
-_RESOURCE_KEYS = {"name", "kind", "port", "host", "path", "enabled", "targets", "grants", "rules"}
+#: HTTP resources' settings (compared only when the file states them).
+_HTTP_SETTINGS = ("lb_method", "sticky", "redirect_https", "hsts_max_age")
+_RESOURCE_KEYS = {
+    "name",
+    "kind",
+    "port",
+    "host",
+    "path",
+    "enabled",
+    "targets",
+    "grants",
+    "rules",
+    *_HTTP_SETTINGS,
+}
 _RULE_KEYS = {"priority", "action", "cidr", "path", "method", "enabled"}
+_TARGET_KEYS = {"site", "target", "weight", "tls_verify", "tls_server_name", "health_check"}
+_HEALTH_CHECK_INTEGERS = {
+    "interval": (1, 3600),
+    "timeout": (1, 300),
+    "healthy_threshold": (1, 100),
+    "unhealthy_threshold": (1, 100),
+}
+_HEALTH_CHECK_KEYS = {"enabled", "path", "expected_status", *_HEALTH_CHECK_INTEGERS}
 
 
 def _resource(node, source: str, sites: dict) -> ResourceSpec:
@@ -123,7 +161,7 @@ def _resource(node, source: str, sites: dict) -> ResourceSpec:
     )
     if spec.kind == "tcp":
         spec.port = _port(entry, "port", node, source)
-        for key in ("host", "path"):
+        for key in ("host", "path", *_HTTP_SETTINGS):
             if key in entry:
                 raise ApplyError(f"{_at(source, entry[key])}: {key} is for http resources")
     elif spec.kind == "http":
@@ -131,15 +169,18 @@ def _resource(node, source: str, sites: dict) -> ResourceSpec:
         spec.path = _string(entry, "path", node, source) or "/"
         if "port" in entry:
             raise ApplyError(f"{_at(source, entry['port'])}: port is for tcp resources")
+        spec.settings = _http_settings(entry, node, source)
     else:
         raise ApplyError(f"{_at(source, entry['kind'])}: kind must be tcp or http, not {spec.kind!r}")
     for target_node in _sequence(entry.get("targets"), source, "targets"):
-        target = _mapping(target_node, source, {"site", "target"})
+        target = _mapping(target_node, source, _TARGET_KEYS)
         site = _string(target, "site", target_node, source, required=True)
         if site not in sites:
             raise ApplyError(f"{_at(source, target['site'])}: site {site!r} is not listed under sites")
         address = _string(target, "target", target_node, source, required=True)
-        spec.targets.append(_target(address, spec.kind, site, target["target"], source))
+        parsed = _target(address, spec.kind, site, target["target"], source)
+        parsed.settings = _target_settings(target, target_node, parsed.scheme, source)
+        spec.targets.append(parsed)
     if "grants" in entry:
         spec.grants = []
         for grant_node in _sequence(entry["grants"], source, "grants"):
@@ -176,6 +217,75 @@ def _resource(node, source: str, sites: dict) -> ResourceSpec:
                 }
             )
     return spec
+
+
+def _http_settings(entry: dict, node, source: str) -> dict:
+    settings: dict = {}
+    if "lb_method" in entry:
+        method = _string(entry, "lb_method", node, source)
+        if method not in LB_METHODS:
+            raise ApplyError(
+                f"{_at(source, entry['lb_method'])}: lb_method must be {' or '.join(LB_METHODS)}"
+            )
+        settings["lb_method"] = method
+    for key in ("sticky", "redirect_https"):
+        if key in entry:
+            settings[key] = _bool(entry, key, node, source, False)
+    if "hsts_max_age" in entry:
+        settings["hsts_max_age"] = _whole(entry, "hsts_max_age", source, 0, MAX_HSTS_MAX_AGE)
+    return settings
+
+
+def _target_settings(entry: dict, node, scheme: str, source: str) -> dict:
+    """A target's settings that the file states, checked as far as the file alone allows."""
+    settings: dict = {}
+    if "weight" in entry:
+        settings["weight"] = _whole(entry, "weight", source, 0, MAX_WEIGHT)
+    for key in ("tls_verify", "tls_server_name"):
+        if key in entry and scheme != "https":
+            raise ApplyError(f"{_at(source, entry[key])}: {key} is for https targets")
+    if "tls_verify" in entry:
+        settings["tls_verify"] = _bool(entry, "tls_verify", node, source, True)
+    if "tls_server_name" in entry:
+        value = _scalar(entry, "tls_server_name", source)
+        if value is not None and value.tag == "tag:yaml.org,2002:null":
+            settings["tls_server_name"] = None  # null: the target's host
+        else:
+            name = _string(entry, "tls_server_name", node, source) or ""
+            settings["tls_server_name"] = name.strip().rstrip(".").lower()  # as the gateway keeps it
+    if "health_check" in entry:
+        check_node = entry["health_check"]
+        check = _mapping(check_node, source, _HEALTH_CHECK_KEYS)
+        wanted: dict = {}
+        if scheme not in ("http", "https"):
+            for key in ("path", "expected_status"):
+                if key in check:
+                    raise ApplyError(f"{_at(source, check[key])}: health_check.{key} is for http targets")
+        if "enabled" in check:
+            wanted["enabled"] = _bool(check, "enabled", check_node, source, False)
+        if "path" in check:
+            wanted["path"] = _string(check, "path", check_node, source)
+        for key, (low, high) in _HEALTH_CHECK_INTEGERS.items():
+            if key in check:
+                wanted[key] = _whole(check, key, source, low, high)
+        if "expected_status" in check:
+            status = _scalar(check, "expected_status", source)
+            if status is None or status.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:int"):
+                raise ApplyError(
+                    f"{_at(source, check['expected_status'])}: expected_status is codes and ranges, "
+                    'such as "200-399" or "200,204"'
+                )
+            wanted["expected_status"] = ",".join(item.strip() for item in status.value.split(","))
+        settings["health_check"] = wanted
+    return settings
+
+
+def _whole(entry: dict, key: str, source: str, low: int, high: int) -> int:
+    node = _scalar(entry, key, source)
+    number = None if node is None else _integer(node)
+    if number is None or not low <= number <= high:
+        raise ApplyError(f"{_at(source, entry[key])}: {key} must be a whole number from {low} to {high}")
+    return number
 
 
 def _target(address: str, kind: str, site: str, node, source: str) -> TargetSpec:
@@ -317,7 +427,7 @@ def plan(api: Api, org: dict, desired: Desired, prune: bool) -> list[Step]:
 def _fields(spec: ResourceSpec) -> dict:
     if spec.kind == "tcp":
         return {"public_port": spec.port, "enabled": spec.enabled}
-    return {"hostname": spec.host, "path_prefix": spec.path, "enabled": spec.enabled}
+    return {"hostname": spec.host, "path_prefix": spec.path, "enabled": spec.enabled, **spec.settings}
 
 
 def _resource_steps(api: Api, base: str, spec: ResourceSpec, current, sites: dict, prune: bool) -> list[Step]:
@@ -360,6 +470,17 @@ def _resource_steps(api: Api, base: str, spec: ResourceSpec, current, sites: dic
                     "POST",
                     path,
                     _target_body(t, sites),
+                )
+            )
+            continue
+        changed, what = _target_changes(have[key], t.settings)
+        if changed:
+            steps.append(
+                Step(
+                    f"~ target {t.site} {t.host}:{t.port} of {spec.name}: {', '.join(what)}",
+                    "PATCH",
+                    f"{path}/{have[key]['id']}",
+                    changed,
                 )
             )
     if prune:
@@ -461,6 +582,23 @@ def _rule_text(rule: dict) -> str:
     return f"{rule['priority']} {rule['action']}" + (f" {conditions}" if conditions else "")
 
 
+def _target_changes(current: dict, settings: dict) -> tuple[dict, list[str]]:
+    """The PATCH body that gives an existing target the settings the file states, and what it says."""
+    changed: dict = {}
+    what: list[str] = []
+    for key, value in settings.items():
+        if key == "health_check":
+            have = current.get("health_check") or {}
+            check = {k: v for k, v in value.items() if have.get(k) != v}
+            if check:  # the API keeps the health-check settings a PATCH leaves out
+                changed["health_check"] = check
+                what += [f"health_check.{k} {have.get(k)!r} -> {v!r}" for k, v in check.items()]
+        elif current.get(key) != value:
+            changed[key] = value
+            what.append(f"{key} {current.get(key)!r} -> {value!r}")
+    return changed, what
+
+
 def _target_body(t: TargetSpec, sites: dict) -> dict:
     site = sites.get(t.site)
     return {
@@ -468,6 +606,7 @@ def _target_body(t: TargetSpec, sites: dict) -> dict:
         "host": t.host,
         "port": t.port,
         "scheme": t.scheme,
+        **t.settings,
     }
 
 

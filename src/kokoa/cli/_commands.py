@@ -64,26 +64,27 @@ def resource_add(args: argparse.Namespace) -> int:
     api = api_for(args)
     org = organization(api, args.org)
     site = find_site(api, org, args.site)
+    addresses: list[str] = args.target
     if args.tcp_port is not None:
+        for flag, value in _http_flags(args).items():
+            if value is not None:
+                raise ApiError(f"{flag} is for HTTP resources (--host), not TCP ones")
+        if len(addresses) > 1:
+            raise ApiError("a TCP resource takes one --target HOST:PORT")
         try:
-            host, port = parse_host_port(args.target, "--target")
+            host, port = parse_host_port(addresses[0], "--target")
         except ConfigError as e:
             raise ApiError(str(e)) from None
         body = {"name": args.name, "kind": "tcp", "public_port": args.tcp_port}
-        target = {"site_id": site["id"], "host": host, "port": port, "scheme": "tcp"}
+        targets = [{"site_id": site["id"], "host": host, "port": port, "scheme": "tcp"}]
     else:
-        parts = urlsplit(args.target)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ApiError(f"--target {args.target!r}: give http://HOST:PORT or https://HOST:PORT")
         body = {"name": args.name, "kind": "http", "hostname": args.host, "path_prefix": args.path}
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise ApiError(f"--target {args.target!r}: the port must be a number from 1 to 65535") from None
-        target = {"site_id": site["id"], "host": parts.hostname, "port": port, "scheme": parts.scheme}
+        body |= {name: value for name, value in _http_settings(args).items() if value is not None}
+        targets = [_http_target(address, site) for address in addresses]
     resource = api.post(f"/orgs/{org['id']}/resources", body)
     try:
-        api.post(f"/orgs/{org['id']}/resources/{resource['id']}/targets", target)
+        for target in targets:
+            api.post(f"/orgs/{org['id']}/resources/{resource['id']}/targets", target)
     except ApiError:
         try:
             api.delete(f"/orgs/{org['id']}/resources/{resource['id']}")  # nothing half-made
@@ -92,9 +93,36 @@ def resource_add(args: argparse.Namespace) -> int:
         raise
     where = f"tcp port {args.tcp_port}" if args.tcp_port is not None else f"http://{args.host}{args.path}"
     print(
-        f"Resource {resource['name']!r} ({resource['id']}): {where} -> {args.target} at site {site['name']!r}"
+        f"Resource {resource['name']!r} ({resource['id']}): {where} -> {', '.join(addresses)} "
+        f"at site {site['name']!r}"
     )
     return 0
+
+
+def _http_settings(args: argparse.Namespace) -> dict:
+    """The HTTP resource settings given on the command line (None: not given, the gateway's default)."""
+    return {
+        "lb_method": args.lb_method,
+        "sticky": True if args.sticky else None,
+        "redirect_https": True if args.redirect_https else None,
+        "hsts_max_age": args.hsts_max_age,
+    }
+
+
+def _http_flags(args: argparse.Namespace) -> dict:
+    settings = _http_settings(args)
+    return {f"--{name.replace('_', '-')}": value for name, value in settings.items()}
+
+
+def _http_target(address: str, site: dict) -> dict:
+    parts = urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiError(f"--target {address!r}: give http://HOST:PORT or https://HOST:PORT")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ApiError(f"--target {address!r}: the port must be a number from 1 to 65535") from None
+    return {"site_id": site["id"], "host": parts.hostname, "port": port, "scheme": parts.scheme}
 
 
 def status(args: argparse.Namespace) -> int:

@@ -17,7 +17,16 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ._model import AuthenticationFailed, ISiteDirectory, Site, SiteDisabled, TCPResource
+from ._model import (
+    AuthenticationFailed,
+    HealthCheck,
+    HTTPResource,
+    HTTPTarget,
+    ISiteDirectory,
+    Site,
+    SiteDisabled,
+    TCPResource,
+)
 
 log = Logger()
 
@@ -79,6 +88,7 @@ class StoreSiteDirectory:
         self._credentials: dict = {}
         self._sites: dict[str, Site] = {}
         self._resources: list[TCPResource] = []
+        self._http_resources: list[HTTPResource] = []
         self._subscribers: list[Callable[[], None]] = []
         self._dirty = False
         self._running: defer.Deferred | None = None
@@ -169,9 +179,13 @@ class StoreSiteDirectory:
         self._credentials = {c.id: c for c in snapshot.sites}
         self._sites = {c.id: Site(c.id, c.name, "", c.enabled) for c in snapshot.sites}
         resources = []
+        http_resources = []
         for r in snapshot.resources:
+            if r.kind == "http":
+                http_resources.append(_http_resource(r, snapshot.targets_of(r.id)))
+                continue
             if r.kind != "tcp" or r.public_port is None:
-                continue  # HTTP and UDP resources arrive with their own front ends
+                continue  # UDP resources arrive with their own front end
             targets = [t for t in snapshot.targets_of(r.id) if t.enabled and t.weight > 0]
             if not targets:
                 continue
@@ -188,6 +202,7 @@ class StoreSiteDirectory:
                 )
             )
         self._resources = resources
+        self._http_resources = http_resources
 
     # ----------------------------------------------------------- ISiteDirectory
 
@@ -218,11 +233,61 @@ class StoreSiteDirectory:
     def tcp_resources(self) -> list[TCPResource]:
         return list(self._resources)
 
+    def http_resources(self) -> list[HTTPResource]:
+        return list(self._http_resources)
+
     def targets_for(self, site_id: str) -> set[str]:
-        return {r.target for r in self._resources if r.site_id == site_id and r.enabled}
+        found = {r.target for r in self._resources if r.site_id == site_id and r.enabled}
+        for resource in self._http_resources:
+            if resource.enabled:
+                found.update(t.target for t in resource.targets if t.site_id == site_id)
+        return found
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         self._subscribers.append(callback)
+
+
+def _http_resource(resource, targets) -> HTTPResource:
+    """The data plane's view of a store HTTP resource: its targets that may take requests (enabled,
+    weight above 0), each with its health check when that is enabled. Listed even with no targets
+    (the front answers 503 for it)."""
+    return HTTPResource(
+        resource.id,
+        resource.name,
+        resource.hostname,
+        resource.path_prefix,
+        tuple(_http_target(t) for t in targets if t.enabled and t.weight > 0),
+        resource.enabled,
+        lb_method=resource.lb_method,
+        sticky=resource.sticky,
+        redirect_https=resource.redirect_https,
+        hsts_max_age=resource.hsts_max_age,
+    )
+
+
+def _http_target(target) -> HTTPTarget:
+    check = target.health_check
+    health_check = None
+    if check.enabled:
+        health_check = HealthCheck(
+            path=check.path,
+            interval=check.interval,
+            timeout=check.timeout,
+            healthy_threshold=check.healthy_threshold,
+            unhealthy_threshold=check.unhealthy_threshold,
+            expected_status=check.expected_status,
+        )
+    return HTTPTarget(
+        target.id,
+        target.site_id,
+        target.host,
+        target.port,
+        scheme=target.scheme,
+        weight=target.weight,
+        tls_verify=target.tls_verify,
+        tls_server_name=target.tls_server_name,
+        health_check=health_check,
+    )
 
 
 def _listen(port: int, interface: str) -> str:
@@ -254,6 +319,9 @@ class CombinedDirectory:
 
     def tcp_resources(self) -> list[TCPResource]:
         return [r for d in self.directories for r in d.tcp_resources()]
+
+    def http_resources(self) -> list[HTTPResource]:
+        return [r for d in self.directories for r in d.http_resources()]
 
     def targets_for(self, site_id: str) -> set[str]:
         return set().union(*(d.targets_for(site_id) for d in self.directories))

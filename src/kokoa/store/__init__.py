@@ -89,6 +89,11 @@ from ._orgs import (
     update_role,
 )
 from ._resources import (
+    DEFAULT_EXPECTED_STATUS,
+    DEFAULT_WEIGHT,
+    LB_METHODS,
+    MAX_HSTS_MAX_AGE,
+    MAX_WEIGHT,
     RESOURCE_KINDS,
     TARGET_SCHEMES,
     HealthCheck,
@@ -141,8 +146,13 @@ from ._users import (
 __all__ = [
     "ADMIN",
     "BUILTIN_ROLES",
+    "DEFAULT_EXPECTED_STATUS",
     "DEFAULT_LIMIT",
+    "DEFAULT_WEIGHT",
+    "LB_METHODS",
+    "MAX_HSTS_MAX_AGE",
     "MAX_LIMIT",
+    "MAX_WEIGHT",
     "MEMBER",
     "NOTIFY_CHANNEL",
     "OWNER",

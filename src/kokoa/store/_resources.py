@@ -3,6 +3,7 @@ targets (where, next to which site's edge, the traffic goes)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -32,6 +33,9 @@ RESOURCE_KINDS = ("http", "tcp", "udp")
 TARGET_SCHEMES: dict[str, tuple[str, ...]] = {"http": ("http", "https"), "tcp": ("tcp",), "udp": ("udp",)}
 DEFAULT_WEIGHT = 100
 MAX_WEIGHT = 1000
+LB_METHODS = s.LB_METHODS
+MAX_HSTS_MAX_AGE = s.MAX_HSTS_MAX_AGE
+DEFAULT_EXPECTED_STATUS = s.DEFAULT_EXPECTED_STATUS
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +50,20 @@ class Resource:
     enabled: bool
     created_at: datetime
     updated_at: datetime
+    # HTTP only (TCP and UDP resources always have the defaults):
+    lb_method: str = "round_robin"  # or "least_connections"
+    sticky: bool = False  # pin a client to a target by cookie
+    redirect_https: bool = False  # answer plain-HTTP requests with a redirect to https
+    hsts_max_age: int = 0  # seconds of Strict-Transport-Security on HTTPS answers; 0: none
 
 
 @dataclass(frozen=True, slots=True)
 class HealthCheck:
     """How the edge checks a target: a connection (TCP), or a GET of ``path`` (HTTP), every
     ``interval`` seconds, each given ``timeout`` seconds; the target goes unhealthy after
-    ``unhealthy_threshold`` failures in a row and healthy again after ``healthy_threshold`` successes."""
+    ``unhealthy_threshold`` failures in a row and healthy again after ``healthy_threshold`` successes.
+    An HTTP check passes when the status is in ``expected_status`` (codes and ranges: "200-399",
+    "200,204"); a TCP check (no path) has no status, and keeps the default."""
 
     enabled: bool = False
     path: str | None = None
@@ -60,6 +71,7 @@ class HealthCheck:
     timeout: int = 5
     healthy_threshold: int = 2
     unhealthy_threshold: int = 3
+    expected_status: str = DEFAULT_EXPECTED_STATUS
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +87,9 @@ class Target:
     health_check: HealthCheck
     created_at: datetime
     updated_at: datetime
+    # https targets only (others always have the defaults):
+    tls_verify: bool = True  # verify the target's certificate
+    tls_server_name: str | None = None  # SNI and the name verified; None: the host
 
     @property
     def address(self) -> str:
@@ -95,6 +110,10 @@ def _resource(row: Row[Any]) -> Resource:
         row.enabled,
         row.created_at,
         row.updated_at,
+        lb_method=row.lb_method,
+        sticky=row.sticky,
+        redirect_https=row.redirect_https,
+        hsts_max_age=row.hsts_max_age,
     )
 
 
@@ -106,6 +125,7 @@ def _target(row: Row[Any]) -> Target:
         row.hc_timeout,
         row.hc_healthy_threshold,
         row.hc_unhealthy_threshold,
+        row.hc_expected_status,
     )
     return Target(
         row.id,
@@ -119,6 +139,8 @@ def _target(row: Row[Any]) -> Target:
         check,
         row.created_at,
         row.updated_at,
+        tls_verify=row.tls_verify,
+        tls_server_name=row.tls_server_name,
     )
 
 
@@ -145,6 +167,40 @@ def _kind_fields(kind: str, hostname: Any, path_prefix: Any, public_port: Any) -
     if public_port is None:
         raise Invalid("public_port", f"is required for {kind.upper()} resources")
     return {"hostname": None, "path_prefix": None, "public_port": v.port(public_port, "public_port")}
+
+
+#: The HTTP-only settings of a resource, their defaults, and what to say when another kind is given one.
+_HTTP_SETTINGS: dict[str, tuple[Any, str]] = {
+    "lb_method": ("round_robin", "only HTTP resources have a load-balancing method"),
+    "sticky": (False, "only HTTP resources have sticky sessions"),
+    "redirect_https": (False, "only HTTP resources redirect to HTTPS"),
+    "hsts_max_age": (0, "only HTTP resources send Strict-Transport-Security"),
+}
+
+
+def _http_settings(
+    kind: str, lb_method: Any, sticky: Any, redirect_https: Any, hsts_max_age: Any
+) -> dict[str, Any]:
+    """The HTTP-only settings, checked: TCP and UDP resources keep the defaults (any other value is
+    refused, as a hostname is)."""
+    given = {
+        "lb_method": lb_method,
+        "sticky": sticky,
+        "redirect_https": redirect_https,
+        "hsts_max_age": hsts_max_age,
+    }
+    if kind != "http":
+        for field, value in given.items():
+            default, message = _HTTP_SETTINGS[field]
+            if value is not None and (value != default or type(value) is not type(default)):
+                raise Invalid(field, message)
+        return {field: default for field, (default, _) in _HTTP_SETTINGS.items()}
+    return {
+        "lb_method": v.one_of(lb_method, "lb_method", LB_METHODS),
+        "sticky": v.boolean(sticky, "sticky"),
+        "redirect_https": v.boolean(redirect_https, "redirect_https"),
+        "hsts_max_age": v.integer(hsts_max_age, "hsts_max_age", 0, MAX_HSTS_MAX_AGE),
+    }
 
 
 def _check_resource_free(conn: Connection, values: dict[str, Any], exclude: str | None = None) -> None:
@@ -177,10 +233,15 @@ def create_resource(
     path_prefix: str | None = None,
     public_port: int | None = None,
     enabled: bool = True,
+    lb_method: str = "round_robin",
+    sticky: bool = False,
+    redirect_https: bool = False,
+    hsts_max_age: int = 0,
     now: datetime | None = None,
 ) -> Resource:
     """A new resource: ``kind="http"`` with a ``hostname`` (and ``path_prefix``, "/" by default), or
-    ``"tcp"``/``"udp"`` with a ``public_port``."""
+    ``"tcp"``/``"udp"`` with a ``public_port``. ``lb_method``, ``sticky``, ``redirect_https`` and
+    ``hsts_max_age`` are for HTTP resources: other kinds refuse any value but the default."""
     now = resolve_now(now)
     get_row(conn, s.organizations, "organization", org_id)
     values = {
@@ -190,6 +251,7 @@ def create_resource(
         "enabled": v.boolean(enabled, "enabled"),
     }
     values |= _kind_fields(kind, hostname, path_prefix, public_port)
+    values |= _http_settings(kind, lb_method, sticky, redirect_https, hsts_max_age)
     _check_resource_free(conn, values)
     resource_id = new_id("res")
     conn.execute(insert(s.resources).values(id=resource_id, created_at=now, updated_at=now, **values))
@@ -226,6 +288,10 @@ def update_resource(
     path_prefix: str | Unset = UNSET,
     public_port: int | Unset = UNSET,
     enabled: bool | Unset = UNSET,
+    lb_method: str | Unset = UNSET,
+    sticky: bool | Unset = UNSET,
+    redirect_https: bool | Unset = UNSET,
+    hsts_max_age: int | Unset = UNSET,
     now: datetime | None = None,
 ) -> Resource:
     """Change some of a resource's fields (its kind is fixed: make a new resource instead)."""
@@ -246,6 +312,13 @@ def update_resource(
         pick(hostname, current.hostname),
         pick(path_prefix, current.path_prefix),
         pick(public_port, current.public_port),
+    )
+    values |= _http_settings(
+        current.kind,
+        pick(lb_method, current.lb_method),
+        pick(sticky, current.sticky),
+        pick(redirect_https, current.redirect_https),
+        pick(hsts_max_age, current.hsts_max_age),
     )
     _check_resource_free(conn, values, exclude=resource_id)
     changed = {k: val for k, val in values.items() if getattr(current, k) != val}
@@ -290,6 +363,14 @@ def _health_check(value: Any, scheme: str) -> dict[str, Any]:
         path = v.path(path, "health_check.path")
     elif scheme in ("http", "https"):
         path = "/"
+    if path is None:  # a TCP check: a connection, no status
+        if value.expected_status != DEFAULT_EXPECTED_STATUS:
+            raise Invalid(
+                "health_check.expected_status", "only HTTP health checks (with a path) check a status"
+            )
+        expected_status = DEFAULT_EXPECTED_STATUS
+    else:
+        expected_status = v.expected_status(value.expected_status, "health_check.expected_status")
     return {
         "hc_enabled": v.boolean(value.enabled, "health_check.enabled"),
         "hc_path": path,
@@ -299,6 +380,23 @@ def _health_check(value: Any, scheme: str) -> dict[str, Any]:
         "hc_unhealthy_threshold": v.integer(
             value.unhealthy_threshold, "health_check.unhealthy_threshold", 1, 100
         ),
+        "hc_expected_status": expected_status,
+    }
+
+
+def _tls_settings(scheme: str, tls_verify: Any, tls_server_name: Any) -> dict[str, Any]:
+    """TLS to the target: for https targets only (others refuse any value but the defaults)."""
+    if scheme != "https":
+        if tls_verify is not True:
+            raise Invalid("tls_verify", "only https targets use TLS (verification is on by default)")
+        if tls_server_name is not None:
+            raise Invalid("tls_server_name", "only https targets use TLS")
+        return {"tls_verify": True, "tls_server_name": None}
+    return {
+        "tls_verify": v.boolean(tls_verify, "tls_verify"),
+        "tls_server_name": None
+        if tls_server_name is None
+        else v.hostname(tls_server_name, "tls_server_name", underscore=True),
     }
 
 
@@ -312,6 +410,8 @@ def _target_values(
     weight: Any,
     enabled: Any,
     health_check: Any,
+    tls_verify: Any,
+    tls_server_name: Any,
 ) -> dict[str, Any]:
     site = get_row(conn, s.sites, "site", site_id)
     if site.org_id != resource.org_id:
@@ -327,6 +427,7 @@ def _target_values(
         "weight": v.integer(weight, "weight", 0, MAX_WEIGHT),
         "enabled": v.boolean(enabled, "enabled"),
         **_health_check(health_check, scheme),
+        **_tls_settings(scheme, tls_verify, tls_server_name),
     }
 
 
@@ -356,12 +457,28 @@ def create_target(
     weight: int = DEFAULT_WEIGHT,
     enabled: bool = True,
     health_check: HealthCheck | Mapping[str, Any] | None = None,
+    tls_verify: bool = True,
+    tls_server_name: str | None = None,
     now: datetime | None = None,
 ) -> Target:
-    """A new target of the resource, reached through the site's edge (scheme defaults to the kind's)."""
+    """A new target of the resource, reached through the site's edge (scheme defaults to the kind's).
+    ``tls_verify`` and ``tls_server_name`` (SNI and the name verified, default the host) are for
+    https targets: others refuse any value but the defaults."""
     now = resolve_now(now)
     resource = get_resource(conn, resource_id)
-    values = _target_values(conn, resource, site_id, host, port, scheme, weight, enabled, health_check)
+    values = _target_values(
+        conn,
+        resource,
+        site_id,
+        host,
+        port,
+        scheme,
+        weight,
+        enabled,
+        health_check,
+        tls_verify,
+        tls_server_name,
+    )
     _check_target_free(conn, values)
     target_id = new_id("tgt")
     conn.execute(insert(s.targets).values(id=target_id, created_at=now, updated_at=now, **values))
@@ -398,8 +515,12 @@ def update_target(
     weight: int | Unset = UNSET,
     enabled: bool | Unset = UNSET,
     health_check: HealthCheck | Mapping[str, Any] | Unset = UNSET,
+    tls_verify: bool | Unset = UNSET,
+    tls_server_name: str | Unset | None = UNSET,
     now: datetime | None = None,
 ) -> Target:
+    """Change some of a target's settings. Moving a target off https resets its TLS settings
+    (unless given: then they are refused)."""
     now = resolve_now(now)
     current = get_target(conn, target_id)
     resource = get_resource(conn, current.resource_id)
@@ -407,6 +528,8 @@ def update_target(
     def pick(new: Any, old: Any) -> Any:
         return old if new is UNSET else new
 
+    if pick(scheme, current.scheme) != "https":  # TLS settings left over from https mean nothing now
+        current = dataclasses.replace(current, tls_verify=True, tls_server_name=None)
     values = _target_values(
         conn,
         resource,
@@ -417,6 +540,8 @@ def update_target(
         pick(weight, current.weight),
         pick(enabled, current.enabled),
         pick(health_check, current.health_check),
+        pick(tls_verify, current.tls_verify),
+        pick(tls_server_name, current.tls_server_name),
     )
     _check_target_free(conn, values, exclude=target_id)
     row = get_row(conn, s.targets, "target", target_id)._mapping

@@ -26,7 +26,10 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
+    text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -38,6 +41,12 @@ NAME_LENGTH = 100
 HOSTNAME_LENGTH = 253
 PATH_LENGTH = 1024
 EMAIL_LENGTH = 254
+#: HTTP resources' load-balancing methods (the first is the default) and the longest HSTS max-age (2 years).
+LB_METHODS = ("round_robin", "least_connections")
+MAX_HSTS_MAX_AGE = 63_072_000
+#: What a target's HTTP health check accepts by default; the longest list of codes and ranges.
+DEFAULT_EXPECTED_STATUS = "200-399"
+EXPECTED_STATUS_LENGTH = 64
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -189,8 +198,15 @@ resources = Table(
     Column("public_port", Integer, nullable=True),
     Column("enabled", Boolean(), nullable=False),
     *_timestamps(),
+    # HTTP only (revision 0002); TCP and UDP resources keep the defaults.
+    Column("lb_method", String(24), nullable=False, server_default=LB_METHODS[0]),
+    Column("sticky", Boolean(), nullable=False, server_default=false()),
+    Column("redirect_https", Boolean(), nullable=False, server_default=false()),
+    Column("hsts_max_age", Integer, nullable=False, server_default=text("0")),
     CheckConstraint("kind IN ('http', 'tcp', 'udp')", name="ck_resources_kind"),
     CheckConstraint("public_port BETWEEN 1 AND 65535", name="ck_resources_public_port"),
+    CheckConstraint("lb_method IN ('round_robin', 'least_connections')", name="ck_resources_lb_method"),
+    CheckConstraint(f"hsts_max_age BETWEEN 0 AND {MAX_HSTS_MAX_AGE}", name="ck_resources_hsts_max_age"),
     CheckConstraint(
         "(kind = 'http' AND hostname IS NOT NULL AND path_prefix IS NOT NULL AND public_port IS NULL)"
         " OR (kind IN ('tcp', 'udp') AND public_port IS NOT NULL AND hostname IS NULL"
@@ -227,6 +243,15 @@ targets = Table(
     Column("hc_healthy_threshold", Integer, nullable=False),
     Column("hc_unhealthy_threshold", Integer, nullable=False),
     *_timestamps(),
+    # Revision 0002: TLS to https targets, and the statuses an HTTP health check accepts.
+    Column("tls_verify", Boolean(), nullable=False, server_default=true()),
+    Column("tls_server_name", String(HOSTNAME_LENGTH), nullable=True),
+    Column(
+        "hc_expected_status",
+        String(EXPECTED_STATUS_LENGTH),
+        nullable=False,
+        server_default=DEFAULT_EXPECTED_STATUS,
+    ),
     CheckConstraint("port BETWEEN 1 AND 65535", name="ck_targets_port"),
     CheckConstraint("scheme IN ('http', 'https', 'tcp', 'udp')", name="ck_targets_scheme"),
     CheckConstraint("weight BETWEEN 0 AND 1000", name="ck_targets_weight"),

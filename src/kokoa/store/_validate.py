@@ -140,6 +140,33 @@ def path(value: Any, field: str, allow_glob: bool = False) -> str:
     return value
 
 
+_STATUS_ITEM = re.compile(r"([0-9]{3})(?:-([0-9]{3}))?")
+
+
+def expected_status(value: Any, field: str = "health_check.expected_status") -> str:
+    """HTTP statuses a health check accepts: codes and ranges of codes from 100 to 599, separated by
+    commas, such as ``200-399`` or ``200,204``; normalized without spaces."""
+    if not isinstance(value, str):
+        raise Invalid(field, "must be a string such as '200-399' or '200,204'")
+    items = [item.strip() for item in value.split(",")]
+    if not value.strip() or any(not item for item in items):
+        raise Invalid(field, "must list status codes or ranges separated by commas, such as '200,204'")
+    for item in items:
+        m = _STATUS_ITEM.fullmatch(item)
+        if m is None:
+            raise Invalid(field, f"{item!r} is not a status code or a range such as '200-399'")
+        low = int(m[1])
+        high = low if m[2] is None else int(m[2])
+        if not 100 <= low <= 599 or not 100 <= high <= 599:
+            raise Invalid(field, f"{item!r}: status codes are from 100 to 599")
+        if low > high:
+            raise Invalid(field, f"{item!r}: a range goes from the lower code to the higher")
+    result = ",".join(items)
+    if len(result) > s.EXPECTED_STATUS_LENGTH:
+        raise Invalid(field, f"must be at most {s.EXPECTED_STATUS_LENGTH} characters")
+    return result
+
+
 def email(value: Any, field: str = "email") -> str:
     """An email address, lowercased, its domain in IDNA form."""
     if not isinstance(value, str) or value.count("@") != 1:
