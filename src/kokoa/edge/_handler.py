@@ -1,4 +1,5 @@
-"""The edge's side of a tunnel: serve the gateway's streams by connecting to local targets."""
+"""The edge's side of a tunnel: serve the gateway's streams by connecting to local targets,
+and check those targets' health for the gateway."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from kokoa.tunnel import Refusal, TunnelProtocol, TunnelStream, pair
-from kokoa.wire import ErrorCode
+from kokoa.wire import ErrorCode, ProtocolError
+
+from ._health import HealthChecker, Probe
 
 #: Seconds to wait for a target to accept a connection.
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -59,13 +62,23 @@ class EdgeHandler:
     log = Logger()
 
     def __init__(
-        self, reactor, policy: TargetPolicy, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+        self,
+        reactor,
+        policy: TargetPolicy,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        *,
+        health_probe: Probe | None = None,
+        health_ca_file: str | None = None,
     ) -> None:
         self.reactor = reactor
         self.policy = policy
         self.connect_timeout = connect_timeout
         self.tunnels: set[TunnelProtocol] = set()
         self.stopping = False
+        #: The targets' health checks (configured by the gateway, run here).
+        self.health = HealthChecker(
+            reactor, send=self._send_health, policy=policy, probe=health_probe, ca_file=health_ca_file
+        )
 
     def hello_received(self, tunnel, hello):
         raise Refusal(ErrorCode.PROTOCOL_ERROR, "the edge does not accept tunnels")
@@ -73,6 +86,8 @@ class EdgeHandler:
     def tunnel_ready(self, tunnel: TunnelProtocol, info: dict) -> None:
         self.tunnels.add(tunnel)
         self._set_targets(info.get("targets", []))
+        if "health_checks" in info:  # absent (an older gateway): the checks stay as they are
+            self.health.configure(info["health_checks"])
         self.log.info(
             "connected to gateway {peer} as site {site!r} ({n} tunnel(s) up); targets: {targets}",
             peer=tunnel.peer_name,
@@ -80,11 +95,47 @@ class EdgeHandler:
             n=len(self.tunnels),
             targets=", ".join(sorted(self.policy.configured)) or "none yet",
         )
+        known = self.health.known()
+        if known:  # a new tunnel may mean a gateway that forgot (or never heard) them
+            self._send_health(known, tunnel)
 
     def control_received(self, tunnel: TunnelProtocol, message: dict) -> None:
         if message.get("type") == "config":
             self._set_targets(message.get("targets", []))
-            self.log.info("configuration updated; targets: {t}", t=", ".join(sorted(self.policy.configured)))
+            if "health_checks" in message:
+                self.health.configure(message["health_checks"])
+            self.log.info(
+                "configuration updated; targets: {t}; {n} health check(s)",
+                t=", ".join(sorted(self.policy.configured)),
+                n=len(self.health.checks),
+            )
+
+    def stop(self) -> None:
+        """The edge is stopping: no reconnection news, no more health checks."""
+        self.stopping = True
+        self.health.stop()
+
+    def _send_health(self, results: list[dict], tunnel: TunnelProtocol | None = None) -> None:
+        """Report results on ``tunnel``, or else on every ready tunnel: they may end at different
+        gateways (several --gateway, or gateways sharing one address), and each keeps its own
+        board; a gateway ignores a repeated state. With no tunnel up, the next tunnel_ready
+        sends every known state. A report too large is split in halves until each part fits."""
+        if tunnel is None:
+            for each in [t for t in self.tunnels if t.is_ready]:
+                self._send_health(results, each)
+            return
+        if not tunnel.is_ready:
+            return
+        try:
+            tunnel.send_control({"type": "health", "results": results})
+        except ProtocolError as e:
+            if e.code != ErrorCode.CONTROL_TOO_LARGE or len(results) == 1:
+                ids = ", ".join(str(r.get("id")) for r in results[:10])
+                self.log.error("cannot report the health of {ids}: {e}", ids=ids, e=e)
+                return
+            half = len(results) // 2
+            self._send_health(results[:half], tunnel)
+            self._send_health(results[half:], tunnel)
 
     def tunnel_lost(self, tunnel: TunnelProtocol, code: int, message: str) -> None:
         self.tunnels.discard(tunnel)

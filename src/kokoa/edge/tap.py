@@ -39,6 +39,7 @@ _KEYS = {
     "insecure",
     "allow",
     "connect_timeout",
+    "health_ca_file",
     "limits",
     "keepalive",
 }
@@ -60,6 +61,7 @@ class EdgeConfig:
     ping_timeout: float = DEFAULT_PING_TIMEOUT
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     secret_file: str | None = None
+    health_ca_file: str | None = None  # CAs for https health checks (default: the system's)
 
 
 class Options(usage.Options):
@@ -76,6 +78,12 @@ class Options(usage.Options):
         ["ca-file", None, None, "Trust this CA certificate (PEM) for the gateway instead of the system's."],
         ["fingerprint", None, None, "Trust exactly the gateway certificate with this sha256: fingerprint."],
         ["connect-timeout", None, None, f"Seconds to reach a target (default {DEFAULT_CONNECT_TIMEOUT:g})."],
+        [
+            "health-ca-file",
+            None,
+            None,
+            "Trust these CA certificates (PEM) for https targets' health checks instead of the system's.",
+        ],
     ]
     optFlags = [["insecure", None, "Do not verify the gateway's certificate (testing only)."]]
 
@@ -105,7 +113,7 @@ def build_config(options: Options, environ) -> EdgeConfig:
         _apply_file(config, Path(options["config"]))
     if options["gateway"]:
         config.gateways = options["gateway"]
-    for key in ("site", "ca-file", "fingerprint", "secret-file"):
+    for key in ("site", "ca-file", "fingerprint", "secret-file", "health-ca-file"):
         if options[key]:
             setattr(config, key.replace("-", "_"), options[key])
     if options["insecure"]:
@@ -130,6 +138,8 @@ def build_config(options: Options, environ) -> EdgeConfig:
         for url in config.gateways:
             parse_gateway_url(url)
             trust.connection_creator(parse_gateway_url(url).host)  # loads and checks the CA file
+        if config.health_ca_file:
+            Trust(ca_file=config.health_ca_file).connection_creator("localhost")  # loads and checks it
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return config
@@ -163,6 +173,8 @@ def _apply_file(config: EdgeConfig, path: Path) -> None:
     ca_file = get_str(raw, "ca_file", where)
     config.ca_file = str(path.parent / ca_file) if ca_file else None
     config.fingerprint = get_str(raw, "fingerprint", where)
+    health_ca_file = get_str(raw, "health_ca_file", where)
+    config.health_ca_file = str(path.parent / health_ca_file) if health_ca_file else None
     insecure = raw.get("insecure", False)
     if not isinstance(insecure, bool):
         raise ConfigError(f"{where}: insecure must be true or false")
@@ -203,7 +215,7 @@ class _EdgeShutdown(service.Service):
 
     def stopService(self):
         super().stopService()
-        self.handler.stopping = True
+        self.handler.stop()
         for tunnel in list(self.handler.tunnels):
             tunnel.shutdown("edge shutting down")
 
@@ -237,7 +249,9 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
 
     config: EdgeConfig = options.config
     top = service.MultiService()
-    handler = EdgeHandler(reactor, TargetPolicy(config.allow), config.connect_timeout)
+    handler = EdgeHandler(
+        reactor, TargetPolicy(config.allow), config.connect_timeout, health_ca_file=config.health_ca_file
+    )
     trust = transports.Trust(ca_file=config.ca_file, fingerprint=config.fingerprint, insecure=config.insecure)
     secret = config.secret
     config.secret = None

@@ -1,7 +1,9 @@
-"""The gateway's side of a tunnel: authenticate the edge, register it, push its config."""
+"""The gateway's side of a tunnel: authenticate the edge, register it, push its config,
+take its health reports."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from twisted.internet.protocol import Factory
@@ -12,11 +14,39 @@ from kokoa.secrets import hash_secret
 from kokoa.tunnel import Refusal, TunnelProtocol
 from kokoa.wire import ErrorCode, Limits, ProtocolError, Role
 
-from ._model import AuthenticationFailed, ISiteDirectory, SiteDisabled
+from ._health import HealthBoard, parse_report
+from ._model import AuthenticationFailed, HTTPTarget, ISiteDirectory, SiteDisabled
 from ._registry import TunnelRegistry
 
 #: Tunnels one site may hold open at once (edges x --connections).
 DEFAULT_MAX_TUNNELS_PER_SITE = 16
+#: Room left in a WELCOME for what the wire layer adds to the handler's info (version, settings).
+_WELCOME_OVERHEAD = 512
+#: The max_control_size an edge has when its HELLO does not say (the protocol's default).
+_DEFAULT_MAX_CONTROL = 64 * 1024
+
+
+def health_check_message(target: HTTPTarget) -> dict:
+    """How one target's health check travels to its edge (docs/protocol.md, CONTROL config)."""
+    check = target.health_check
+    assert check is not None
+    return {
+        "id": target.id,
+        "target": target.target,
+        "scheme": target.scheme,
+        "path": check.path,
+        "interval": check.interval,
+        "timeout": check.timeout,
+        "healthy_threshold": check.healthy_threshold,
+        "unhealthy_threshold": check.unhealthy_threshold,
+        "expected_status": check.expected_status,
+        "tls_verify": target.tls_verify,
+        "server_name": target.tls_server_name,
+    }
+
+
+def _encoded_size(message: dict) -> int:
+    return len(json.dumps(message, separators=(",", ":"), sort_keys=True).encode())
 
 
 class GatewayTunnelHandler:
@@ -29,10 +59,14 @@ class GatewayTunnelHandler:
         directory: ISiteDirectory,
         registry: TunnelRegistry,
         max_tunnels_per_site: int = DEFAULT_MAX_TUNNELS_PER_SITE,
+        *,
+        health: HealthBoard | None = None,
     ) -> None:
         self.directory = directory
         self.registry = registry
         self.max_tunnels_per_site = max_tunnels_per_site
+        #: What the edges report about their targets' health (the HTTP front reads it).
+        self.health = health if health is not None else HealthBoard()
         #: Called with (site id, online) when a site's first tunnel comes or its last goes.
         self.on_presence: Callable[[str, bool], None] | None = None
         self._site_of: dict[TunnelProtocol, str] = {}
@@ -59,12 +93,24 @@ class GatewayTunnelHandler:
         self._site_of[tunnel] = site.id
         self._secret_hash_of[tunnel] = hash_secret(secret)  # to re-check it after a rotation
         tunnel.peer_name = f"site {site.name} ({tunnel.peer_name})"
-        return {
+        info = {
             "gateway_version": __version__,
             "site": site.id,
             "site_name": site.name,
             "targets": sorted(self.directory.targets_for(site.id)),
+            "health_checks": self.health_checks().get(site.id, []),
         }
+        limit = _peer_max_control(hello)
+        if info["health_checks"] and _encoded_size(info) + _WELCOME_OVERHEAD > limit:
+            n = len(info.pop("health_checks"))
+            self.log.error(
+                "cannot send {peer} its {n} health check(s): the WELCOME would exceed the edge's "
+                "max_control_size {limit}",
+                peer=tunnel.peer_name,
+                n=n,
+                limit=limit,
+            )
+        return info
 
     def tunnel_ready(self, tunnel: TunnelProtocol, info: dict) -> None:
         site_id = self._site_of[tunnel]
@@ -82,7 +128,49 @@ class GatewayTunnelHandler:
         raise Refusal(ErrorCode.REFUSED_STREAM, "edges may not open streams to the gateway")
 
     def control_received(self, tunnel: TunnelProtocol, message: dict) -> None:
+        if message.get("type") == "health":
+            self._health_received(tunnel, message)
+            return
         self.log.debug("control message from {peer}: {message}", peer=tunnel.peer_name, message=message)
+
+    def _health_received(self, tunnel: TunnelProtocol, message: dict) -> None:
+        site_id = self._site_of.get(tunnel)
+        if site_id is None:
+            return
+        try:
+            results = parse_report(message)
+        except ValueError as e:
+            self.log.warn(
+                "ignored a malformed health report from {peer}: {why}", peer=tunnel.peer_name, why=e
+            )
+            return
+        checked = {check["id"] for check in self.health_checks().get(site_id, [])}
+        foreign = sorted({r.id for r in results if r.id not in checked})
+        if foreign:
+            # Another site's target, a removed one, or one without a check: an edge vouches
+            # only for the checks this gateway gave it.
+            self.log.warn(
+                "ignored health results from {peer} for targets it does not check: {ids}",
+                peer=tunnel.peer_name,
+                ids=", ".join(repr(i) for i in foreign[:10]) + (", ..." if len(foreign) > 10 else ""),
+            )
+        self.health.report(site_id, [r for r in results if r.id in checked])
+
+    def health_checks(self) -> dict[str, list[dict]]:
+        """Per site id, the health checks its edge runs (the enabled HTTP resources' targets
+        that have one), one per target id, sorted by id."""
+        by_site: dict[str, dict[str, dict]] = {}
+        http_resources = getattr(self.directory, "http_resources", None)  # directories without HTTP
+        for resource in http_resources() if http_resources is not None else []:
+            if not resource.enabled:
+                continue
+            for target in resource.targets:
+                if target.health_check is None or not getattr(target, "enabled", True):
+                    continue
+                checks = by_site.setdefault(target.site_id, {})
+                if target.id not in checks:
+                    checks[target.id] = health_check_message(target)
+        return {site_id: [checks[k] for k in sorted(checks)] for site_id, checks in by_site.items()}
 
     def tunnel_lost(self, tunnel: TunnelProtocol, code: int, message: str) -> None:
         site_id = self._site_of.pop(tunnel, None)
@@ -90,8 +178,10 @@ class GatewayTunnelHandler:
         if site_id is None:
             return
         self.registry.remove(site_id, tunnel)
-        if not self.registry.tunnels(site_id) and self.on_presence is not None:
-            self.on_presence(site_id, False)
+        if not self.registry.tunnels(site_id):
+            self.health.forget(site_id)  # nobody vouches for these states any more
+            if self.on_presence is not None:
+                self.on_presence(site_id, False)
         self.log.info(
             "edge disconnected: {peer} ({code}: {message}); {n} tunnel(s) left for this site",
             peer=tunnel.peer_name,
@@ -121,14 +211,37 @@ class GatewayTunnelHandler:
                 self.log.info("disconnecting {peer}: {why}", peer=tunnel.peer_name, why=why)
                 tunnel.terminate(code, why)
         self.revalidate()
+        checks = self.health_checks()
+        for site_id in self.health.sites():  # states of removed checks are stale
+            self.health.retain(site_id, [check["id"] for check in checks.get(site_id, [])])
         for site_id, tunnel in self.registry.all():
             if not tunnel.is_ready:
                 continue
             targets = sorted(self.directory.targets_for(site_id))
+            config = {"type": "config", "targets": targets, "health_checks": checks.get(site_id, [])}
             try:
-                tunnel.send_control({"type": "config", "targets": targets})
+                tunnel.send_control(config)
             except ProtocolError as e:  # e.g. more targets than the edge's max_control_size
                 self.log.error("cannot send {peer} its configuration: {e}", peer=tunnel.peer_name, e=e)
+                if not config["health_checks"]:
+                    continue
+                # Without the checks (the edge then keeps the ones it has), the targets may fit.
+                try:
+                    tunnel.send_control({"type": "config", "targets": targets})
+                except ProtocolError:
+                    continue
+                self.log.error(
+                    "sent {peer} its targets without its {n} health check(s)",
+                    peer=tunnel.peer_name,
+                    n=len(config["health_checks"]),
+                )
+
+
+def _peer_max_control(hello: dict) -> int:
+    """The edge's max_control_size, from its HELLO's settings (the wire layer checked them)."""
+    settings = hello.get("settings")
+    value = settings.get("max_control_size") if isinstance(settings, dict) else None
+    return value if type(value) is int and value > 0 else _DEFAULT_MAX_CONTROL
 
 
 def tunnel_server_factory(handler: GatewayTunnelHandler, reactor, limits: Limits, **timeouts) -> Factory:
