@@ -33,14 +33,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CA_VALIDITY",
+    "HOST_CERT_VALIDITY",
     "LOOPBACK_NAMES",
     "REISSUE_BEFORE_EXPIRY",
     "SERVER_CERT_VALIDITY",
     "ServerCredentials",
     "edge_trust_hint",
     "ensure_dev_ca",
+    "ensure_dev_host_cert",
     "fingerprint_of",
     "fingerprint_of_der",
+    "host_cert_stem",
     "load_credentials",
     "normalize_fingerprint",
 ]
@@ -51,6 +54,8 @@ _log = Logger()
 CA_VALIDITY = timedelta(days=3650)
 #: Lifetime of a development server certificate (the most browsers accept).
 SERVER_CERT_VALIDITY = timedelta(days=825)
+#: Lifetime of a development certificate for one HTTPS host (`ensure_dev_host_cert`).
+HOST_CERT_VALIDITY = timedelta(days=90)
 #: A development server certificate expiring sooner than this is reissued.
 REISSUE_BEFORE_EXPIRY = timedelta(days=30)
 #: Names every development server certificate carries, besides the requested ones.
@@ -227,6 +232,60 @@ def ensure_dev_ca(data_dir: str | os.PathLike, hostnames: Iterable[str] = ()) ->
         return _dev_credentials(tls_dir, cert)
 
 
+def host_cert_stem(hostname: str) -> str:
+    """File name (without suffix) of a host's development certificate: '*.' is spelled 'wildcard_.'."""
+    return "wildcard_" + hostname[1:] if hostname.startswith("*.") else hostname
+
+
+def ensure_dev_host_cert(
+    data_dir: str | os.PathLike,
+    hostname: str,
+    validity: timedelta | None = None,  # None: HOST_CERT_VALIDITY
+) -> ServerCredentials:
+    """A certificate for one hostname (or wildcard ``*.example.com``) signed by the development CA.
+
+    Kept under ``DATA_DIR/tls/hosts/`` as ``NAME.pem`` and ``NAME.key`` (see `host_cert_stem`),
+    reused while it names the host, is signed by the current CA and is valid for longer than
+    `REISSUE_BEFORE_EXPIRY`; reissued otherwise. Creates the CA on first use, like
+    `ensure_dev_ca`, and shares its lock. Blocking (file I/O, key generation): call it from a thread.
+    """
+    entry = _general_name(hostname)
+    if not isinstance(entry, x509.DNSName):
+        raise ValueError(f"a host certificate needs a DNS name, not an IP address: {hostname!r}")
+    tls_dir = Path(data_dir) / "tls"
+    tls_dir.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+    hosts_dir = tls_dir / "hosts"
+    hosts_dir.mkdir(mode=_DIR_MODE, exist_ok=True)
+    stem = host_cert_stem(entry.value)
+    pem, key_path = hosts_dir / f"{stem}.pem", hosts_dir / f"{stem}.key"
+    with _locked(tls_dir / ".lock"):
+        ca_cert, ca_key = _ensure_ca(tls_dir)
+        current = _usable_server_cert(pem, key_path, ca_cert)
+        if (
+            current is not None
+            and entry in _san_names(current)
+            and current.not_valid_after_utc - _now() >= REISSUE_BEFORE_EXPIRY
+        ):
+            cert = current
+        else:
+            lifetime = HOST_CERT_VALIDITY if validity is None else validity
+            cert, key = _make_server_cert(ca_cert, ca_key, [entry], lifetime)
+            _write_atomic(key_path, _key_pem(key), _KEY_MODE)
+            _write_atomic(pem, cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+            _log.info(
+                "Development certificate {path} issued for {name}, valid until {until}",
+                path=str(pem),
+                name=entry.value,
+                until=cert.not_valid_after_utc.isoformat(),
+            )
+    return ServerCredentials(
+        cert_path=str(pem),
+        key_path=str(key_path),
+        ca_path=str(tls_dir / "ca.pem"),
+        fingerprint=fingerprint_of_der(cert.public_bytes(serialization.Encoding.DER)),
+    )
+
+
 def edge_trust_hint(creds: ServerCredentials) -> str:
     """Tell the operator what an edge needs in order to trust this gateway."""
     pin = f"--fingerprint {creds.fingerprint}"
@@ -342,11 +401,15 @@ def _issue_server_cert(
 
 
 def _make_server_cert(
-    ca_cert: x509.Certificate, ca_key, names: list[x509.GeneralName]
+    ca_cert: x509.Certificate,
+    ca_key,
+    names: list[x509.GeneralName],
+    validity: timedelta | None = None,  # None: SERVER_CERT_VALIDITY
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
-    not_after = min(now + SERVER_CERT_VALIDITY, ca_cert.not_valid_after_utc)
+    lifetime = SERVER_CERT_VALIDITY if validity is None else validity
+    not_after = min(now + lifetime, ca_cert.not_valid_after_utc)
     first_dns = next((n.value for n in names if isinstance(n, x509.DNSName)), "kokoa gateway")
     cert = (
         x509.CertificateBuilder()
