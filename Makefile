@@ -18,7 +18,7 @@ venv: $(BIN)/.installed
 
 # Uses ./kokoa.toml when there is one, else an empty gateway on ./data.
 run: venv
-	$(BIN)/twistd --pidfile= -n kokoa $(if $(wildcard $(CONFIG)),--config $(CONFIG),--data-dir $(DATA))
+	$(BIN)/twistd --pidfile= -n kokoa $(if $(wildcard $(CONFIG)),--config $(CONFIG),--data-dir $(DATA) --http tcp:8080 --https tcp:8443)
 
 test: venv
 	$(BIN)/ruff check src tests bench

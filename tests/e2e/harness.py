@@ -133,6 +133,8 @@ class Deployment:
         self.tunnel_port = free_port()
         self.ws_port = free_port()
         self.api_port = free_port()
+        self.http_port = free_port()
+        self.https_port = free_port()
         self.sites: dict[str, str] = {}  # id -> secret
         self.disabled_sites: set[str] = set()
         self.resources: list[dict] = []
@@ -158,6 +160,8 @@ class Deployment:
             f'tunnel = ["tcp:{self.tunnel_port}:interface=127.0.0.1"]',
             f'tunnel_ws = ["tcp:{self.ws_port}:interface=127.0.0.1"]',
             f'api = "tcp:{self.api_port}:interface=127.0.0.1"',
+            f'http = ["tcp:{self.http_port}:interface=127.0.0.1"]',
+            f'https = ["tcp:{self.https_port}:interface=127.0.0.1"]',
             f'database = "{self.database}"' if self.database else "",
             self.extra_config,
         ]

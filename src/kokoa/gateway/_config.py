@@ -16,6 +16,7 @@ from kokoa.config import (
     parse_host_port,
     parse_limits,
 )
+from kokoa.http._front import FrontSettings
 from kokoa.secrets import PREFIX
 from kokoa.tunnel import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT
 from kokoa.wire import Limits
@@ -29,6 +30,8 @@ DEFAULT_TUNNEL = "tcp:7443"
 DEFAULT_TUNNEL_WS = "tcp:7444"
 DEFAULT_API = "tcp:7000:interface=127.0.0.1"
 DEFAULT_WS_PATH = "/tunnel"
+DEFAULT_HTTP = "tcp:80"
+DEFAULT_HTTPS = "tcp:443"
 
 _TOP_KEYS = {
     "data_dir",
@@ -47,6 +50,12 @@ _TOP_KEYS = {
     "database",
     "migrate",
     "resource_interface",
+    "http",
+    "https",
+    "http_front",
+    "https_dev_ca",
+    "certificate",
+    "acme",
 }
 
 
@@ -68,6 +77,12 @@ class GatewayConfig:
     database: str | None = None  # None: SQLite in the data directory
     migrate: bool = True
     resource_interface: str = ""  # the address resource ports of the store listen on ("" = all)
+    http: list[str] = field(default_factory=lambda: [DEFAULT_HTTP])
+    https: list[str] = field(default_factory=lambda: [DEFAULT_HTTPS])
+    http_front: FrontSettings = field(default_factory=FrontSettings)
+    https_dev_ca: bool = True  # HTTPS hosts without another certificate get one from the dev CA
+    certificates: list[tuple[Path, Path]] = field(default_factory=list)  # (cert, key) PEM files
+    acme: dict | None = None  # AcmeSettings fields; None: no ACME
     sites: list[Site] = field(default_factory=list)
     resources: list[TCPResource] = field(default_factory=list)
 
@@ -88,7 +103,7 @@ def load_gateway_config(path: str | Path | None) -> GatewayConfig:
 
     if "data_dir" in raw:
         config.data_dir = rel(get_str(raw, "data_dir", where))
-    for key in ("tunnel", "tunnel_ws", "hostnames"):
+    for key in ("tunnel", "tunnel_ws", "hostnames", "http", "https"):
         value = get_str_list(raw, key, where)
         if value is not None:
             setattr(config, key, [v for v in value if v != "none"])
@@ -122,6 +137,13 @@ def load_gateway_config(path: str | Path | None) -> GatewayConfig:
     config.migrate = raw.get("migrate", True)
     if not isinstance(config.migrate, bool):
         raise ConfigError(f"{where}: migrate must be true or false")
+    config.http_front = _parse_front(raw.get("http_front", {}), base, f"{where} [http_front]")
+    config.https_dev_ca = raw.get("https_dev_ca", True)
+    if not isinstance(config.https_dev_ca, bool):
+        raise ConfigError(f"{where}: https_dev_ca must be true or false")
+    config.certificates = _parse_certificates(raw.get("certificate", []), base, where)
+    if "acme" in raw:
+        config.acme = _parse_acme(raw["acme"], base, f"{where} [acme]")
     config.sites = _parse_sites(raw.get("sites", []), where)
     config.resources = _parse_resources(raw.get("resources", []), config.sites, where)
     return config
@@ -187,3 +209,86 @@ def _parse_resources(entries, sites: list[Site], where: str) -> list[TCPResource
             raise ConfigError(f"{at}: enabled must be true or false")
         resources.append(TCPResource(name, site, listen, host, target_port, enabled))
     return resources
+
+
+_FRONT_INTS = {
+    "max_request_line": 256,
+    "max_header_bytes": 1024,
+    "max_headers": 8,
+    "max_body": 0,
+    "max_response_header_bytes": 1024,
+    "max_connections": 1,
+    "max_pipelined": 1,
+    "pool_max_idle": 0,
+}
+_FRONT_SECONDS = ("header_timeout", "idle_timeout", "upstream_timeout", "pool_idle_timeout")
+
+
+def _parse_front(table, base: Path, where: str) -> FrontSettings:
+    """The [http_front] table: limits and timeouts of the HTTP front."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    check_keys(table, set(_FRONT_INTS) | set(_FRONT_SECONDS) | {"upstream_ca_file"}, where)
+    settings = FrontSettings()
+    for key, minimum in _FRONT_INTS.items():
+        if key in table:
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"{where}: {key} must be a whole number of at least {minimum}")
+            setattr(settings, key, value)
+    for key in _FRONT_SECONDS:
+        if key in table:
+            setattr(settings, key, get_number(table, key, where, 0))
+    ca_file = get_str(table, "upstream_ca_file", where)
+    if ca_file is not None:
+        settings.upstream_ca_file = str(base / ca_file)
+    return settings
+
+
+def _parse_certificates(entries, base: Path, where: str) -> list[tuple[Path, Path]]:
+    """[[certificate]] tables: a PEM certificate (chain) and its key, served for the names in it."""
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}: [[certificate]] must be an array of tables")
+    pairs = []
+    for i, entry in enumerate(entries):
+        at = f"{where} certificate[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{at}: must be a table")
+        check_keys(entry, {"cert", "key"}, at)
+        pairs.append(
+            (
+                base / get_str(entry, "cert", at, required=True),
+                base / get_str(entry, "key", at, required=True),
+            )
+        )
+    return pairs
+
+
+_ACME_STRINGS = ("directory", "email", "ca_bundle")
+_ACME_NUMBERS = ("renew_before_days", "retry_initial", "retry_max", "order_timeout", "network_timeout")
+
+
+def _parse_acme(table, base: Path, where: str) -> dict:
+    """The [acme] table: certificates from an ACME CA (HTTP-01) for the resources' hostnames."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    check_keys(table, {*_ACME_STRINGS, *_ACME_NUMBERS, "agree_tos"}, where)
+    settings: dict = {"directory": get_str(table, "directory", where, required=True)}
+    for key in ("email", "ca_bundle"):
+        value = get_str(table, key, where)
+        if value is not None:
+            settings[key] = str(base / value) if key == "ca_bundle" else value
+    for key in _ACME_NUMBERS:
+        if key in table:
+            settings[key] = get_number(table, key, where, 0, minimum=-1 if key == "renew_before_days" else 0)
+    if "agree_tos" in table:
+        if not isinstance(table["agree_tos"], bool):
+            raise ConfigError(f"{where}: agree_tos must be true or false")
+        settings["agree_tos"] = table["agree_tos"]
+    from kokoa.http._acme import AcmeSettings
+
+    try:
+        AcmeSettings(**settings)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return settings

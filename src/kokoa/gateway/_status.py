@@ -7,10 +7,12 @@ from ._model import ISiteDirectory
 from ._registry import TunnelRegistry
 
 
-def status_snapshot(directory: ISiteDirectory, registry: TunnelRegistry) -> dict:
+def status_snapshot(directory: ISiteDirectory, registry: TunnelRegistry, front=None) -> dict:
     """A JSON-ready picture of the data plane, read from memory."""
     sites = {}
-    for site_id in {r.site_id for r in directory.tcp_resources()} | set(registry.sites_online()):
+    http_resources = directory.http_resources()
+    http_sites = {t.site_id for r in http_resources for t in r.targets}
+    for site_id in {r.site_id for r in directory.tcp_resources()} | http_sites | set(registry.sites_online()):
         site = directory.site(site_id)
         tunnels = registry.tunnels(site_id)
         sites[site_id] = {
@@ -30,5 +32,37 @@ def status_snapshot(directory: ISiteDirectory, registry: TunnelRegistry) -> dict
                 "enabled": r.enabled,
             }
             for r in directory.tcp_resources()
+        ]
+        + [
+            {
+                "name": r.name,
+                "kind": "http",
+                "hostname": r.hostname,
+                "path_prefix": r.path_prefix,
+                "enabled": r.enabled,
+                "lb_method": r.lb_method,
+                "targets": [_http_target(t, front) for t in r.targets],
+            }
+            for r in http_resources
         ],
+        "http": _front_stats(front),
+    }
+
+
+def _http_target(target, front) -> dict:
+    entry = {"id": target.id, "site": target.site_id, "target": target.target, "scheme": target.scheme}
+    if front is not None:
+        entry["online"] = front.online(target)
+        entry["available"] = front.available(target)
+    return entry
+
+
+def _front_stats(front) -> dict | None:
+    if front is None:
+        return None
+    return {
+        "client_connections": len(front.connections),
+        "requests": front.requests,
+        "upstream_streams_opened": front.pool.opened,
+        "upstream_idle": front.pool.idle_count(),
     }

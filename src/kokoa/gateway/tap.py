@@ -43,6 +43,16 @@ class Options(usage.Options):
         self["tunnel"] = []
         self["tunnel-ws"] = []
         self["hostname"] = []
+        self["http"] = []
+        self["https"] = []
+
+    def opt_http(self, endpoint: str) -> None:
+        """Endpoint for plain HTTP requests, e.g. tcp:80 (repeatable; 'none' disables)."""
+        self["http"].append(endpoint)
+
+    def opt_https(self, endpoint: str) -> None:
+        """Endpoint for HTTPS requests, e.g. tcp:443 (repeatable; 'none' disables)."""
+        self["https"].append(endpoint)
 
     def opt_tunnel(self, endpoint: str) -> None:
         """Endpoint for TLS tunnels, e.g. tcp:7443 (repeatable; 'none' disables)."""
@@ -71,6 +81,10 @@ def build_config(options: Options) -> GatewayConfig:
         config.tunnel = [e for e in options["tunnel"] if e != "none"]
     if options["tunnel-ws"]:
         config.tunnel_ws = [e for e in options["tunnel-ws"] if e != "none"]
+    if options["http"]:
+        config.http = [e for e in options["http"] if e != "none"]
+    if options["https"]:
+        config.https = [e for e in options["https"] if e != "none"]
     if options["hostname"]:
         config.hostnames = options["hostname"]
     if options["api"]:
@@ -133,7 +147,7 @@ class RuntimeInfo(service.Service):
 
     def startService(self):
         super().startService()
-        info = {"api": None, "tunnel": [], "tunnel_ws": [], "ca_file": None}
+        info = {"api": None, "tunnel": [], "tunnel_ws": [], "http": [], "https": [], "ca_file": None}
         for kind, services in self.listeners.items():
             for svc in services:
                 address = svc.address()
@@ -146,6 +160,8 @@ class RuntimeInfo(service.Service):
                     info["api"] = f"http://{host}:{port}"
                 elif kind == "tunnel":
                     info["tunnel"].append(f"tls:{host}:{port}")
+                elif kind in ("http", "https"):
+                    info[kind].append(f"{kind}://{host}:{port}")
                 else:
                     info["tunnel_ws"].append(f"wss://{host}:{port}{self.config.ws_path}")
         if self.creds.ca_path:
@@ -159,11 +175,12 @@ class RuntimeInfo(service.Service):
 class ConfigReloader(service.Service):
     """``kill -HUP`` reloads sites and resources from the config file, without a restart."""
 
-    def __init__(self, path: Path, options: Options, directory, reactor) -> None:
+    def __init__(self, path: Path, options: Options, directory, reactor, certificates=None) -> None:
         self.path = path
         self.options = options
         self.directory = directory
         self.reactor = reactor
+        self.certificates = certificates  # re-read its certificate files too
         self._previous = None
 
     def startService(self):
@@ -185,6 +202,8 @@ class ConfigReloader(service.Service):
 
         def apply(config: GatewayConfig) -> None:
             self.directory.replace(config.sites, config.resources)
+            if self.certificates is not None:
+                self.certificates.reload().addCallback(_log_certificate_problems)
             log.info(
                 "configuration reloaded: {s} site(s), {r} resource(s) (listeners for tunnels and the "
                 "API change only with a restart)",
@@ -200,6 +219,11 @@ class ConfigReloader(service.Service):
                 log.failure("configuration reload failed", failure)
 
         return d.addCallback(apply).addErrback(failed)
+
+
+def _log_certificate_problems(problems: list[str]) -> None:
+    for problem in problems:
+        log.error("certificate not reloaded, the old one stays: {problem}", problem=problem)
 
 
 class StoreService(service.Service):
@@ -289,10 +313,47 @@ def _record_presence(store_service: StoreService, site_id: str, online: bool) ->
     store.run(mark_site_seen, site_id, online=online).addErrback(failed)
 
 
+def _certificate_manager(config: GatewayConfig, creds, reactor):
+    """Certificates per host for the HTTPS front: files, ACME, the development CA (in that
+    order); the gateway's own certificate for clients without SNI and unknown names."""
+    from kokoa.http._acme import AcmeSettings
+    from kokoa.http._certs import CertificateManager
+
+    try:
+        return CertificateManager(
+            config.data_dir,
+            reactor,
+            files=config.certificates,
+            dev_ca=config.https_dev_ca,
+            acme=AcmeSettings(**config.acme) if config.acme else None,
+            default=creds,
+        )
+    except ValueError as e:
+        raise usage.UsageError(str(e)) from None
+
+
+class HTTPFrontService(service.Service):
+    """Loads the routing table at start; on stop, closes client and pooled upstream connections."""
+
+    def __init__(self, front) -> None:
+        self.front = front
+
+    def startService(self):
+        super().startService()
+        self.front.reload()
+
+    def stopService(self):
+        super().stopService()
+        self.front.close_all()
+
+
 def makeService(options: Options, reactor=None) -> service.MultiService:
     if reactor is None:
         from twisted.internet import reactor
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
     from kokoa import pki, transports
+    from kokoa.http._front import HTTPFront
     from kokoa.store import database_url
 
     from ._api import AdminApiRoot, port_available
@@ -334,13 +395,20 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
         handshake_timeout=config.handshake_timeout,
     )
 
-    listeners: dict[str, list[ListeningService]] = {"tunnel": [], "tunnel_ws": [], "api": []}
+    listeners: dict[str, list[ListeningService]] = {
+        "tunnel": [],
+        "tunnel_ws": [],
+        "api": [],
+        "http": [],
+        "https": [],
+    }
 
     def listen(kind: str, description: str, wrapped) -> None:
         svc = ListeningService(endpoints.serverFromString(reactor, description), wrapped, description)
         svc.setServiceParent(top)
         listeners[kind].append(svc)
 
+    front = HTTPFront(directory, registry, reactor, config.http_front, health=handler.health)
     for description in config.tunnel:
         listen("tunnel", description, transports.tls_server_factory(factory, creds))
     for description in config.tunnel_ws:
@@ -353,16 +421,26 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
             lambda store: api_root.attach(
                 store,
                 reactor,
-                status=lambda: status_snapshot(directory, registry),
+                status=lambda: status_snapshot(directory, registry, front),
                 port_available=lambda kind, port: port_available(kind, port, config.resource_interface),
             )
         )
+    for description in config.http:
+        listen("http", description, front.factory("http"))
+    certificates = _certificate_manager(config, creds, reactor)
+    certificates.setServiceParent(top)
+    front.acme_responder = certificates.challenge_response
+    https_context = certificates.server_context_factory()
+    for description in config.https:
+        listen("https", description, TLSMemoryBIOFactory(https_context, False, front.factory("https")))
     store_service.setServiceParent(top)  # after the listeners: a port in use stops the start first
     tcp = TCPResourceService(directory, registry, reactor, DRAIN_TIMEOUT)
     tcp.setServiceParent(top)
 
     def configuration_changed() -> None:
         try:
+            front.reload()
+            certificates.set_hostnames({r.hostname for r in directory.http_resources() if r.enabled})
             handler.configuration_changed()
         finally:
             tcp.reconcile()
@@ -372,9 +450,13 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     revalidation.clock = reactor
     revalidation.setServiceParent(top)
     if options["config"]:
-        ConfigReloader(Path(options["config"]), options, file_directory, reactor).setServiceParent(top)
+        ConfigReloader(
+            Path(options["config"]), options, file_directory, reactor, certificates
+        ).setServiceParent(top)
     RuntimeInfo(config, creds, listeners).setServiceParent(top)
     DrainService(registry, reactor).setServiceParent(top)
+    HTTPFrontService(front).setServiceParent(top)
+    top.front = front
     top.registry = registry
     top.directory = directory
     top.store_service = store_service

@@ -260,8 +260,6 @@ class FrontProtocol(Protocol):
         exchange = Exchange(self, head)
         self._parsing = exchange
         self.queue.append(exchange)
-        if not head.keep_alive:
-            self.broken = True  # the client closes after this one
         if len(self.queue) == 1:
             exchange.start()
 
@@ -279,6 +277,8 @@ class FrontProtocol(Protocol):
         exchange, self._parsing = self._parsing, None
         if exchange is not None:
             exchange.request_complete()
+            if not exchange.head.keep_alive:
+                self.broken = True  # the client closes after this one: read nothing more
         if self.broken:
             self._pause("done")
 
@@ -529,7 +529,8 @@ class Exchange:
             self._end_body()
         elif head.has_body:
             upstream.transport.registerProducer(self.client, True)
-        self._timer = self.front.reactor.callLater(self.front.settings.upstream_timeout, self._timed_out)
+        if self.complete:
+            self._await_response()
         if not self.complete and head.has_body:
             self.client._resume("pipeline")  # this exchange's body must flow now
 
@@ -561,6 +562,13 @@ class Exchange:
             self._end_body()
             if self.head.has_body and not self.upstream.lost:
                 self.upstream.transport.unregisterProducer()
+            self._await_response()
+
+    def _await_response(self) -> None:
+        """The whole request is sent: the upstream has ``upstream_timeout`` to start answering
+        (a long upload does not count against it)."""
+        if not self.response_started and self._timer is None:
+            self._timer = self.front.reactor.callLater(self.front.settings.upstream_timeout, self._timed_out)
 
     def _end_body(self) -> None:
         if self.head.chunked:

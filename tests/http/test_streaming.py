@@ -1,0 +1,79 @@
+"""Bodies stream through the front with backpressure: an upload larger than every buffer on the
+way, with ``Connection: close`` (its body must still be read), arrives whole while the
+gateway's queue toward the tunnel stays within its limit."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest_twisted as pt
+from http_rig import http_resource, start_rig, target
+from twisted.internet import defer, endpoints, reactor, task, threads
+from twisted.internet.protocol import Factory, Protocol
+
+from kokoa.wire import Limits
+
+MiB = 1 << 20
+
+
+class Counter(Protocol):
+    """Counts the bytes after the request head; answers once the whole body is in."""
+
+    def connectionMade(self):
+        self.seen = b""
+        self.body = 0
+
+    def dataReceived(self, data):
+        if self.factory.head is None:
+            self.seen += data
+            if b"\r\n\r\n" not in self.seen:
+                return
+            self.factory.head, data = self.seen.split(b"\r\n\r\n", 1)
+        self.factory.received += len(data)
+        if self.factory.received >= self.factory.expect:
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+
+def upload(port: int, n: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % n)
+        chunk = b"x" * MiB
+        for _ in range(n // MiB):
+            s.sendall(chunk)
+        answer = b""
+        while data := s.recv(65536):
+            answer += data
+        return answer
+
+
+@pt.ensureDeferred
+async def test_a_large_upload_with_connection_close_streams_within_the_buffer_limit():
+    factory = Factory.forProtocol(Counter)
+    factory.received, factory.head, factory.expect = 0, None, 64 * MiB
+    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+
+    async def resources(rig):
+        rig.ports.append(port)
+        return [http_resource("app", "app.test", target("a", port.getHost().port))]
+
+    rig = await start_rig(lambda r: defer.ensureDeferred(resources(r)))
+    peak = 0
+
+    def sample():
+        nonlocal peak
+        for tunnels in rig.registry.all():
+            tunnel = tunnels[1]
+            for sid in list(tunnel.streams):
+                peak = max(peak, tunnel.connection.outbound_buffered(sid))
+
+    sampler = task.LoopingCall(sample)
+    sampler.start(0.005)
+    try:
+        answer = await threads.deferToThread(upload, rig.http_port, 64 * MiB)
+    finally:
+        sampler.stop()
+        await rig.stop()
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"ok")
+    assert factory.received == 64 * MiB
+    # Paused above max_send_buffer; at most one read (64 KiB) more arrives before the pause bites.
+    assert peak <= Limits().max_send_buffer + 256 * 1024, peak
