@@ -243,3 +243,25 @@ def test_https_chooses_a_certificate_per_host_by_sni_and_sends_hsts(d):
     assert headers["x-forwarded-proto"] == "https"
     status, headers, _ = d.get("secure.test", "/a?b=1")
     assert status == 308 and headers["Location"] == "https://secure.test/a?b=1"
+
+
+def test_a_websocket_echo_through_the_tunnel_with_autobahn_on_both_ends(d):
+    import subprocess
+
+    script = str(UPSTREAM.with_name("ws_echo.py"))
+    port_file = d.root / "ws.port"
+    server = Command("ws", [sys.executable, script, "serve", str(port_file)], d.root / "ws.log").start()
+    try:
+        wait_for(port_file.exists, "the WebSocket server to listen", logs=[server.log])
+        d.add_http("ws", "ws.test", int(port_file.read_text()))
+        messages = ["hello", "kokoa " * 1000, "bye"]
+        result = subprocess.run(
+            [sys.executable, script, "client", str(d.http_port), "ws.test", *messages],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.split("\n")[:-1] == messages
+    finally:
+        server.stop()
