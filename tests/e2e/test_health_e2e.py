@@ -19,11 +19,14 @@ class Upstream:
 
     def __init__(self) -> None:
         self.health_status = 200
+        self.hits = 0  # requests other than the health checks'
         upstream = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 status = upstream.health_status if self.path == "/health" else 200
+                if self.path != "/health":
+                    upstream.hits += 1
                 body = b"hello" if status == 200 else b"no"
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
@@ -111,3 +114,37 @@ def test_an_unhealthy_target_gets_no_requests_until_it_recovers(deployment):
         logs=[d.gateway.log, d.edges[1].log],
     )
     assert get(d, "app.test") == 503
+
+
+def test_failover_to_the_healthy_target_of_two(deployment):
+    d = deployment
+    spare = Upstream()
+    try:
+        d.start_edge(d.site)
+        d.wait_tunnels(d.site, 2)
+        resource = d.api(
+            "POST", f"/orgs/{d.org}/resources", {"name": "app", "kind": "http", "hostname": "app.test"}
+        )
+        check = {"enabled": True, "path": "/health", "interval": 1, "timeout": 1}
+        check |= {"healthy_threshold": 1, "unhealthy_threshold": 1}
+        targets = [
+            d.api(
+                "POST",
+                f"/orgs/{d.org}/resources/{resource['id']}/targets",
+                {"site_id": d.site, "host": "127.0.0.1", "port": upstream.port, "health_check": check},
+            )
+            for upstream in (d.upstream, spare)
+        ]
+        for target in targets:
+            d.gateway.wait_log(f"target {target['id']} is now healthy: HTTP 200")
+        d.upstream.health_status = 500
+        d.gateway.wait_log(f"target {targets[0]['id']} is now unhealthy: HTTP 500")
+        d.upstream.hits = spare.hits = 0
+        assert [get(d, "app.test") for _ in range(6)] == [200] * 6
+        assert (d.upstream.hits, spare.hits) == (0, 6)  # the spare answered them all
+        status = d.api("GET", "/status")
+        (entry,) = [r for r in status["resources"] if r["name"] == "app"]
+        available = {t["id"]: t["available"] for t in entry["targets"]}
+        assert available == {targets[0]["id"]: False, targets[1]["id"]: True}
+    finally:
+        spare.close()
