@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import subprocess
 import threading
 
 import pytest
 
-from .harness import Deployment, wait_for
+from .harness import KOKOA, Deployment, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -146,5 +147,10 @@ def test_failover_to_the_healthy_target_of_two(deployment):
         (entry,) = [r for r in status["resources"] if r["name"] == "app"]
         available = {t["id"]: t["available"] for t in entry["targets"]}
         assert available == {targets[0]["id"]: False, targets[1]["id"]: True}
+        shown = subprocess.run(
+            [KOKOA, "-d", str(d.data), "status"], check=True, capture_output=True, text=True
+        ).stdout
+        assert f"target http://127.0.0.1:{d.upstream.port}: unhealthy (HTTP 500)" in shown
+        assert f"target http://127.0.0.1:{spare.port}: healthy (HTTP 200)" in shown
     finally:
         spare.close()

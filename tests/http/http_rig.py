@@ -110,6 +110,7 @@ class Rig:
     ports: list = field(default_factory=list)
     tunnels: list = field(default_factory=list)
     upstreams: dict = field(default_factory=dict)
+    edges: list = field(default_factory=list)
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.http_port}{path}"
@@ -117,6 +118,8 @@ class Rig:
     @defer.inlineCallbacks
     def stop(self):
         self.front.close_all()
+        for edge in self.edges:
+            edge.stop()  # its health checks' timers
         for tunnel in self.tunnels:
             if tunnel.transport is not None:
                 tunnel.transport.loseConnection()
@@ -164,6 +167,7 @@ def start_rig(resources_for, settings: FrontSettings | None = None, edges: int =
     for site in sites:
         for _ in range(edges):
             edge = EdgeHandler(reactor, TargetPolicy())
+            rig.edges.append(edge)
             ready = defer.Deferred()
             original = edge.tunnel_ready
 

@@ -128,6 +128,7 @@ def _http_target(address: str, site: dict) -> dict:
 def status(args: argparse.Namespace) -> int:
     api = api_for(args)
     live = api.get("/status")
+    live_targets = {r["id"]: r["targets"] for r in live.get("resources", []) if r.get("kind") == "http"}
     for org in api.all("/orgs"):
         print(f"organization {org['name']} ({org['id']})")
         for site in api.all(f"/orgs/{org['id']}/sites"):
@@ -145,7 +146,19 @@ def status(args: argparse.Namespace) -> int:
             )
             state = "" if resource["enabled"] else " (disabled)"
             print(f"  resource {resource['name']}: {where}{state}")
+            for target in live_targets.get(resource["id"], []):
+                print(f"    target {target['scheme']}://{target['target']}: {_availability(target)}")
     return 0
+
+
+def _availability(target: dict) -> str:
+    """How the gateway sees an HTTP target: in the pool, or why not."""
+    if not target.get("online"):
+        return "site offline"
+    health = target.get("health")
+    if health is not None and not health["healthy"]:
+        return f"unhealthy ({health['detail']})"
+    return "available" if health is None else f"healthy ({health['detail']})"
 
 
 def fail(message: str) -> int:

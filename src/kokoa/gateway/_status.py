@@ -35,6 +35,7 @@ def status_snapshot(directory: ISiteDirectory, registry: TunnelRegistry, front=N
         ]
         + [
             {
+                "id": r.id,
                 "name": r.name,
                 "kind": "http",
                 "hostname": r.hostname,
@@ -54,6 +55,9 @@ def _http_target(target, front) -> dict:
     if front is not None:
         entry["online"] = front.online(target)
         entry["available"] = front.available(target)
+        if front.health is not None:
+            state = front.health.state(target.site_id, target.id)
+            entry["health"] = None if state is None else {"healthy": state.healthy, "detail": state.detail}
     return entry
 
 
