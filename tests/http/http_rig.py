@@ -117,6 +117,7 @@ class Rig:
 
     @defer.inlineCallbacks
     def stop(self):
+        self.front.stop()
         self.front.close_all()
         for edge in self.edges:
             edge.stop()  # its health checks' timers
@@ -154,6 +155,7 @@ def start_rig(resources_for, settings: FrontSettings | None = None, edges: int =
     handler = GatewayTunnelHandler(directory, registry)
     front = HTTPFront(directory, registry, reactor, settings or FrontSettings())
     directory.subscribe(front.reload)
+    front.start()
     directory.subscribe(handler.configuration_changed)
     tunnel_port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         tunnel_server_factory(handler, reactor, Limits())

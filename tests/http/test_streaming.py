@@ -77,3 +77,40 @@ async def test_a_large_upload_with_connection_close_streams_within_the_buffer_li
     assert factory.received == 64 * MiB
     # Paused above max_send_buffer; at most one read (64 KiB) more arrives before the pause bites.
     assert peak <= Limits().max_send_buffer + 256 * 1024, peak
+
+
+@pt.ensureDeferred
+async def test_idle_clients_and_idle_pooled_upstreams_are_closed_after_their_timeouts():
+    from http_rig import Echo, listen_upstream
+    from twisted.internet.protocol import ClientFactory
+
+    from kokoa.http._front import FrontSettings
+
+    echo = Echo()
+
+    async def resources(rig):
+        port, number = await listen_upstream(echo)
+        rig.ports.append(port)
+        return [http_resource("app", "app.test", target("a", number))]
+
+    settings = FrontSettings(idle_timeout=0.3, pool_idle_timeout=0.3)
+    rig = await start_rig(lambda r: defer.ensureDeferred(resources(r)), settings)
+    try:
+        closed = defer.Deferred()
+
+        class Client(Protocol):
+            def connectionMade(self):
+                self.transport.write(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+
+            def connectionLost(self, reason):
+                closed.callback(None)
+
+        factory = ClientFactory.forProtocol(Client)
+        await endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", rig.http_port).connect(factory)
+        await task.deferLater(reactor, 0.15, lambda: None)
+        assert rig.front.pool.idle_count() == 1 and len(rig.front.connections) == 1
+        await closed  # the kept-alive client, idle, is closed by the gateway
+        await task.deferLater(reactor, 0.5, lambda: None)
+        assert rig.front.pool.idle_count() == 0  # and the pooled upstream connection expired
+    finally:
+        await rig.stop()

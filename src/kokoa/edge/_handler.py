@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import ipaddress
 
-from twisted.internet import endpoints, error
+from twisted.internet import error
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from kokoa.tunnel import Refusal, TunnelProtocol, TunnelStream, pair
 from kokoa.wire import ErrorCode, ProtocolError
 
+from ._endpoints import target_endpoint
 from ._health import HealthChecker, Probe
 
 #: Seconds to wait for a target to accept a connection.
@@ -166,9 +167,7 @@ class EdgeHandler:
         stream_side, target_side = pair(f"stream {stream.stream_id}", f"target {target}")
         stream.pauseProducing()  # hold the client's bytes (within the window) until connected
         stream.attach(stream_side)
-        endpoint = endpoints.HostnameEndpoint(
-            self.reactor, host.strip("[]"), int(port), timeout=self.connect_timeout
-        )
+        endpoint = target_endpoint(self.reactor, host.strip("[]"), int(port), self.connect_timeout)
         d = endpoint.connect(Factory.forProtocol(lambda: target_side))
         d.addErrback(self._connect_failed, stream, target)
 

@@ -28,6 +28,8 @@ from zope.interface import implementer
 
 from kokoa import __version__
 
+from ._endpoints import target_endpoint
+
 #: Body bytes of a check's response read (and thrown away) before the connection is closed.
 MAX_BODY = 64 * 1024
 #: Longest ``detail`` sent to the gateway.
@@ -228,7 +230,7 @@ class NetworkProbe:
         self._creators: dict[tuple[str, bool], object] = {}
 
     def __call__(self, spec: CheckSpec) -> defer.Deferred:
-        endpoint = endpoints.HostnameEndpoint(self.reactor, spec.host, spec.port, timeout=spec.timeout)
+        endpoint = target_endpoint(self.reactor, spec.host, spec.port, spec.timeout)
         if spec.path is None:
             return endpoint.connect(Factory.forProtocol(Protocol)).addCallback(self._connected)
         if spec.scheme == "https":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import sys
@@ -341,9 +342,14 @@ class HTTPFrontService(service.Service):
     def startService(self):
         super().startService()
         self.front.reload()
+        self.front.start()
+        # Everything loaded so far lives as long as the process: keep it out of the cyclic
+        # collector's full passes, which otherwise stall requests for tens of ms on big heaps.
+        gc.freeze()
 
     def stopService(self):
         super().stopService()
+        self.front.stop()
         self.front.close_all()
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import httptools
 from OpenSSL import SSL
 from service_identity import VerificationError
+from twisted.internet import task
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -25,6 +26,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from kokoa.gateway._model import HTTPResource, HTTPTarget
+from kokoa.transports import set_tcp_nodelay
 from kokoa.tunnel import StreamReset
 from kokoa.wire import ErrorCode, ProtocolError
 
@@ -63,7 +65,7 @@ class FrontSettings:
     max_response_header_bytes: int = 64 * KiB  # an upstream's larger response head is a 502
     max_connections: int = 10_000  # client connections at once; more are closed at once
     max_pipelined: int = 16  # requests parsed ahead of their turn on one connection
-    pool_max_idle: int = 32  # idle upstream connections kept per target
+    pool_max_idle: int = 256  # idle upstream connections kept per target
     pool_idle_timeout: float = 30.0  # seconds an idle upstream connection is kept
     upstream_ca_file: str | None = None  # extra CAs for https targets (default: the system's)
 
@@ -90,6 +92,7 @@ class HTTPFront:
         )
         self.connections: set[FrontProtocol] = set()
         self.requests = 0
+        self._sweeper: task.LoopingCall | None = None
 
     def reload(self) -> None:
         """Rebuild the routing table from the directory (called on every change)."""
@@ -117,6 +120,26 @@ class HTTPFront:
         if not self.online(target):
             return False
         return self.health is None or self.health.healthy(target.site_id, target.id)
+
+    def start(self) -> None:
+        """Start enforcing deadlines (header, idle, upstream, pooled connections' idleness)."""
+        settings = self.settings
+        shortest = min(settings.header_timeout, settings.idle_timeout, settings.upstream_timeout)
+        self._sweeper = task.LoopingCall(self.sweep)
+        self._sweeper.clock = self.reactor
+        self._sweeper.start(max(0.05, min(1.0, shortest / 4)), now=False)
+
+    def stop(self) -> None:
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None and sweeper.running:
+            sweeper.stop()
+
+    def sweep(self) -> None:
+        """One pass over the deadlines: a float compare per connection, no timers per request."""
+        now = self.reactor.seconds()
+        for connection in list(self.connections):
+            connection.check_deadlines(now)
+        self.pool.expire_idle(now)
 
     def factory(self, scheme: str) -> FrontFactory:
         return FrontFactory(self, scheme)
@@ -163,7 +186,7 @@ class FrontProtocol(Protocol):
         self.broken = False  # no more requests are read on this connection
         self.raw_upstream: UpstreamConnection | None = None  # after an upgrade
         self._pauses: set[str] = set()
-        self._timer = None
+        self._deadline: float | None = None  # checked by HTTPFront.sweep
         self._in_head = False
         self._head_fed = 0
         self._url = b""
@@ -174,6 +197,7 @@ class FrontProtocol(Protocol):
     # ------------------------------------------------------------ connection
 
     def connectionMade(self) -> None:
+        set_tcp_nodelay(self.transport)  # a response's head and body must not wait for Nagle
         self.front.connections.add(self)
         self._set_timer(self.settings.idle_timeout, "idle")
 
@@ -388,20 +412,24 @@ class FrontProtocol(Protocol):
     _timer_kind = ""
 
     def _set_timer(self, seconds: float, kind: str) -> None:
+        """Arm the connection's one deadline (idle or header); HTTPFront.sweep enforces it.
+        A float per request instead of a DelayedCall: no heap work on the request path."""
         self._timer_kind = kind
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(seconds)
-        else:
-            self._timer = self.front.reactor.callLater(seconds, self._timed_out)
+        self._deadline = self.front.reactor.seconds() + seconds
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._deadline = None
         self._timer_kind = ""
 
+    def check_deadlines(self, now: float) -> None:
+        """Called by the sweep: time out the connection, or its exchange waiting for an answer."""
+        if self.queue:
+            self.queue[0].check_deadline(now)
+        if self._deadline is not None and now >= self._deadline and not self.lost:
+            self._timed_out()
+
     def _timed_out(self) -> None:
-        self._timer = None
+        self._deadline = None
         kind, self._timer_kind = self._timer_kind, ""
         if self.lost:
             return
@@ -439,7 +467,7 @@ class Exchange:
         self.framing = "length"
         self.close_after = False
         self.sticky_cookie: bytes | None = None
-        self._timer = None
+        self._deadline: float | None = None  # for the response head
         self._balanced = False
         self._attempts = 0
         self._producing_to_client = False
@@ -567,8 +595,12 @@ class Exchange:
     def _await_response(self) -> None:
         """The whole request is sent: the upstream has ``upstream_timeout`` to start answering
         (a long upload does not count against it)."""
-        if not self.response_started and self._timer is None:
-            self._timer = self.front.reactor.callLater(self.front.settings.upstream_timeout, self._timed_out)
+        if not self.response_started and self._deadline is None:
+            self._deadline = self.front.reactor.seconds() + self.front.settings.upstream_timeout
+
+    def check_deadline(self, now: float) -> None:
+        if self._deadline is not None and now >= self._deadline:
+            self._timed_out()
 
     def _end_body(self) -> None:
         if self.head.chunked:
@@ -683,7 +715,7 @@ class Exchange:
         self._error(status, detail)
 
     def _timed_out(self) -> None:
-        self._timer = None
+        self._deadline = None
         upstream, self.upstream = self.upstream, None
         self._unregister(upstream)
         if upstream is not None:
@@ -721,14 +753,15 @@ class Exchange:
             self._producing_to_client = False
             if not client.lost:
                 client.transport.unregisterProducer()
+            if upstream is not None and not upstream.lost:
+                # A slow client may have paused the stream; unpaused, it can serve the next one.
+                upstream.transport.resumeProducing()
         if upstream is not None and not upstream.lost and self.head.has_body and not self.complete:
             upstream.transport.unregisterProducer()
         client._resume("upstream")
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._deadline = None
 
     def _error(self, status: int, detail: str, title: str | None = None) -> None:
         head = self.head

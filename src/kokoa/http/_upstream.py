@@ -53,7 +53,7 @@ class UpstreamConnection(TwistedProtocol):
         self.head_request = False
         self.upgraded = False
         self.lost = False
-        self.idle_timer = None
+        self.idle_since: float | None = None  # when it went back to the pool
         self.used = 0
         self._parser = None
         self._reason = b""
@@ -214,10 +214,8 @@ class UpstreamPool:
         key = self.key_of(target)
         idle = self._idle.get(key)
         while idle:
-            connection = idle.pop()
-            if connection.idle_timer is not None and connection.idle_timer.active():
-                connection.idle_timer.cancel()
-            connection.idle_timer = None
+            connection = idle.pop()  # the most recently used: the oldest expire first
+            connection.idle_since = None
             if not connection.lost:
                 return connection, True
         tunnel = self.registry.pick(target.site_id)
@@ -248,12 +246,21 @@ class UpstreamPool:
             connection.close()
             return
         idle.append(connection)
-        connection.idle_timer = self.reactor.callLater(self.idle_timeout, self._expire, connection)
+        connection.idle_since = self.reactor.seconds()
 
-    def _expire(self, connection: UpstreamConnection) -> None:
-        connection.idle_timer = None
-        self.forget(connection)
-        connection.close()
+    def expire_idle(self, now: float) -> None:
+        """Close connections idle for longer than ``idle_timeout`` (the front's sweep calls it)."""
+        limit = now - self.idle_timeout
+        for key in list(self._idle):
+            connections = self._idle[key]
+            while (
+                connections and connections[0].idle_since is not None and connections[0].idle_since <= limit
+            ):
+                connection = connections.pop(0)
+                connection.idle_since = None
+                connection.close()
+            if not connections:
+                del self._idle[key]
 
     def forget(self, connection: UpstreamConnection) -> None:
         idle = self._idle.get(connection.key)
@@ -261,9 +268,7 @@ class UpstreamPool:
             idle.remove(connection)
             if not idle:
                 del self._idle[connection.key]
-        if connection.idle_timer is not None and connection.idle_timer.active():
-            connection.idle_timer.cancel()
-        connection.idle_timer = None
+        connection.idle_since = None
 
     def idle_count(self) -> int:
         return sum(len(v) for v in self._idle.values())

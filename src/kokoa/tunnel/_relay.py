@@ -7,6 +7,7 @@ reader pauses the fast writer instead of filling memory.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 from twisted.internet import error
@@ -37,6 +38,10 @@ class RelaySide(Protocol):
         self._pending: list[bytes] = []  # read before the other side was connected
 
     def connectionMade(self) -> None:
+        set_nodelay = getattr(self.transport, "setTcpNoDelay", None)  # TCP sockets (not streams)
+        if set_nodelay is not None:
+            with contextlib.suppress(OSError):  # not TCP after all (a UNIX socket)
+                set_nodelay(True)  # relayed small writes must not wait for Nagle
         if self.on_connected is not None:
             self.on_connected(self)
         other = self.other
