@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.python import usage
 
+from kokoa.config import ConfigError
 from kokoa.edge import tap as edge_tap
 from kokoa.gateway import tap as gateway_tap
 from kokoa.gateway._config import load_gateway_config
@@ -190,3 +191,36 @@ def test_secrets_are_stored_hashed():
     assert verify_secret(secret, stored)
     assert not verify_secret(secret + "x", stored)
     assert not verify_secret(secret, "md5:abc")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[certificate]]\ncert = "missing.pem"\nkey = "missing.key"\n', r"certificate\[0\]: cert .*missing.pem. is not a readable file"),
+        ('[http_front]\nupstream_ca_file = "nope.pem"\n', "upstream_ca_file"),
+        ("[http_front]\nmax_headers = 2\n", "max_headers must be a whole number of at least 8"),
+        ("[http_front]\nheader_timeout = 0\n", "header_timeout must be a number greater than 0"),
+        ('[acme]\ndirectory = "ftp://x"\n', "acme directory must be an https:// URL"),
+        ("[acme]\nagree_tos = 1\n", "directory is required"),
+        ("https_dev_ca = 1\n", "https_dev_ca must be true or false"),
+    ],
+)
+def test_bad_http_settings_are_refused_with_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_gateway_config(write(tmp_path, text))
+
+
+def test_sighup_without_a_config_file_rereads_the_certificates_only():
+    from twisted.internet import defer
+
+    class Certificates:
+        reloads = 0
+
+        def reload(self):
+            self.reloads += 1
+            return defer.succeed([])
+
+    certificates = Certificates()
+    reloader = gateway_tap.ConfigReloader(None, None, None, None, certificates)
+    reloader.reload()
+    assert certificates.reloads == 1

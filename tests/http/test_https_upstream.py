@@ -66,3 +66,46 @@ async def test_a_certificate_for_another_name_is_refused_with_a_502(rig, expect_
 async def test_verification_can_be_skipped_per_target(rig):
     status, body = await threads.deferToThread(one, rig.http_port, "lax.test")
     assert status == 200 and json.loads(body)["upstream"] == "tls"
+
+
+@pt.ensureDeferred
+async def test_connections_over_max_connections_are_closed_cleanly_under_tls(tmp_path):
+    """The HTTPS front refuses a connection over the limit without an error (TLS needs a protocol)."""
+    import socket as socketlib
+    import ssl
+
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    from kokoa.gateway import StaticSiteDirectory, TunnelRegistry
+    from kokoa.http._front import HTTPFront
+
+    creds = pki.ensure_dev_ca(tmp_path, [])
+    front = HTTPFront(
+        StaticSiteDirectory([], []), TunnelRegistry(), reactor, FrontSettings(max_connections=1)
+    )
+    factory = TLSMemoryBIOFactory(creds.server_options(), False, front.factory("https"))
+    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    number = port.getHost().port
+
+    def two_clients():
+        context = ssl.create_default_context(cafile=creds.ca_path)
+        first = context.wrap_socket(
+            socketlib.create_connection(("127.0.0.1", number)), server_hostname="localhost"
+        )
+        try:
+            raw = socketlib.create_connection(("127.0.0.1", number), timeout=5)
+            try:
+                second = context.wrap_socket(raw, server_hostname="localhost")
+                return second.recv(100)
+            except (ssl.SSLError, OSError):
+                return b""
+            finally:
+                raw.close()
+        finally:
+            first.close()
+
+    try:
+        assert await threads.deferToThread(two_clients) == b""
+    finally:
+        front.close_all()
+        await port.stopListening()

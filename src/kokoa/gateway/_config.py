@@ -241,7 +241,7 @@ def _parse_front(table, base: Path, where: str) -> FrontSettings:
             setattr(settings, key, get_number(table, key, where, 0))
     ca_file = get_str(table, "upstream_ca_file", where)
     if ca_file is not None:
-        settings.upstream_ca_file = str(base / ca_file)
+        settings.upstream_ca_file = str(_existing(base / ca_file, f"{where}: upstream_ca_file"))
     return settings
 
 
@@ -255,12 +255,9 @@ def _parse_certificates(entries, base: Path, where: str) -> list[tuple[Path, Pat
         if not isinstance(entry, dict):
             raise ConfigError(f"{at}: must be a table")
         check_keys(entry, {"cert", "key"}, at)
-        pairs.append(
-            (
-                base / get_str(entry, "cert", at, required=True),
-                base / get_str(entry, "key", at, required=True),
-            )
-        )
+        cert = _existing(base / get_str(entry, "cert", at, required=True), f"{at}: cert")
+        key = _existing(base / get_str(entry, "key", at, required=True), f"{at}: key")
+        pairs.append((cert, key))
     return pairs
 
 
@@ -292,3 +289,9 @@ def _parse_acme(table, base: Path, where: str) -> dict:
     except ValueError as e:
         raise ConfigError(f"{where}: {e}") from None
     return settings
+
+
+def _existing(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(path)!r} is not a readable file")
+    return path

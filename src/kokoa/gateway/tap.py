@@ -176,7 +176,7 @@ class RuntimeInfo(service.Service):
 class ConfigReloader(service.Service):
     """``kill -HUP`` reloads sites and resources from the config file, without a restart."""
 
-    def __init__(self, path: Path, options: Options, directory, reactor, certificates=None) -> None:
+    def __init__(self, path: Path | None, options: Options, directory, reactor, certificates=None) -> None:
         self.path = path
         self.options = options
         self.directory = directory
@@ -197,7 +197,11 @@ class ConfigReloader(service.Service):
         self.reactor.callFromThread(self.reload)
 
     def reload(self) -> defer.Deferred:
-        """Read the file in a thread; apply it on the reactor, or keep the old one on error."""
+        """Read the file in a thread; apply it on the reactor, or keep the old one on error.
+        Without a file, re-read the certificate files only."""
+        if self.path is None:
+            log.info("SIGHUP: no --config file to reload; re-reading the certificate files")
+            return self.certificates.reload().addCallback(_log_certificate_problems)
         log.info("reloading {path}", path=str(self.path))
         d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), build_config, self.options)
 
@@ -455,10 +459,9 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     revalidation = internet.TimerService(REVALIDATE_INTERVAL, handler.revalidate)
     revalidation.clock = reactor
     revalidation.setServiceParent(top)
-    if options["config"]:
-        ConfigReloader(
-            Path(options["config"]), options, file_directory, reactor, certificates
-        ).setServiceParent(top)
+    # SIGHUP reloads the file (if any) and the certificate files; it never kills the gateway.
+    config_path = Path(options["config"]) if options["config"] else None
+    ConfigReloader(config_path, options, file_directory, reactor, certificates).setServiceParent(top)
     RuntimeInfo(config, creds, listeners).setServiceParent(top)
     DrainService(registry, reactor).setServiceParent(top)
     HTTPFrontService(front).setServiceParent(top)

@@ -164,10 +164,17 @@ class FrontFactory(Factory):
                 addr=getattr(addr, "host", addr),
                 n=len(self.front.connections),
             )
-            return None
+            return _Refused()  # (None would break under TLS: TLSMemoryBIOFactory needs a protocol)
         return FrontProtocol(
             self.front, self.scheme, getattr(addr, "host", "unknown"), getattr(addr, "port", 0)
         )
+
+
+class _Refused(Protocol):
+    """A connection over max_connections: closed at once."""
+
+    def connectionMade(self) -> None:
+        self.transport.abortConnection()
 
 
 @implementer(IPushProducer)
