@@ -196,7 +196,10 @@ def test_secrets_are_stored_hashed():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[[certificate]]\ncert = "missing.pem"\nkey = "missing.key"\n', r"certificate\[0\]: cert .*missing.pem. is not a readable file"),
+        (
+            '[[certificate]]\ncert = "missing.pem"\nkey = "missing.key"\n',
+            r"certificate\[0\]: cert .*missing.pem. is not a readable file",
+        ),
         ('[http_front]\nupstream_ca_file = "nope.pem"\n', "upstream_ca_file"),
         ("[http_front]\nmax_headers = 2\n", "max_headers must be a whole number of at least 8"),
         ("[http_front]\nheader_timeout = 0\n", "header_timeout must be a number greater than 0"),
