@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -24,6 +25,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +112,40 @@ def tree_cpu(pids: Sequence[int] = (), parents: Sequence[int] = ()) -> float:
         with contextlib.suppress(OSError, IndexError, ValueError):
             total += cpu_seconds(pid)
     return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy so far (all cores, from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_tree_seconds() -> float:
+    """CPU seconds used so far by this process and everything it started, the finished ones
+    included (their time moves to their parent's cutime/cstime when they are reaped)."""
+    mine = os.times()
+    total = mine.user + mine.system + mine.children_user + mine.children_system
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in descendants(os.getpid()):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15]) / ticks
+    return total
+
+
+class ForeignLoad:
+    """How much CPU *other* processes on the machine used during a measurement (in % of one
+    core): the benchmarks share the cores with their load generators already, anything else
+    running (a test suite, a build) skews the figures. ``start()`` then ``stop()``."""
+
+    def start(self) -> None:
+        self._t, self._busy, self._own = time.monotonic(), machine_busy_seconds(), own_tree_seconds()
+
+    def stop(self) -> float:
+        elapsed = time.monotonic() - self._t
+        foreign = (machine_busy_seconds() - self._busy) - (own_tree_seconds() - self._own)
+        return max(0.0, 100 * foreign / elapsed) if elapsed > 0 else 0.0
 
 
 def raise_nofile(wanted: int = 8192) -> int:
@@ -331,11 +367,16 @@ class Kokoa:
         self.tunnel_port = free_port()
         self.ws_port = free_port()
         self.api_port = free_port()
-        self.sites: dict[str, str] = {}
+        self.http_port = free_port()
+        self.https_port = free_port()
+        self.sites: dict[str, str] = {}  # the config file's sites: id -> secret
+        self.store_sites: dict[str, str] = {}  # sites made through the admin API: id -> secret
         self.resources: list[dict[str, str | int]] = []
         self.gateway: Proc | None = None
         self.edges: list[Proc] = []
         self.database: str | None = None  # None: SQLite in the data directory
+        #: Lines appended to the gateway's TOML config as they are (e.g. an [http_front] table).
+        self.extra_config: list[str] = []
 
     @property
     def ca_file(self) -> Path:
@@ -359,6 +400,8 @@ class Kokoa:
             f'tunnel = ["tcp:{self.tunnel_port}:interface={LOOPBACK}"]',
             f'tunnel_ws = ["tcp:{self.ws_port}:interface={LOOPBACK}"]',
             f'api = "tcp:{self.api_port}:interface={LOOPBACK}"',
+            f'http = ["tcp:{self.http_port}:interface={LOOPBACK}"]',
+            f'https = ["tcp:{self.https_port}:interface={LOOPBACK}"]',
             f'resource_interface = "{LOOPBACK}"',
         ]
         if self.database:
@@ -374,6 +417,8 @@ class Kokoa:
                 f'listen = "tcp:{r["port"]}:interface={LOOPBACK}"',
                 f'target = "{r["target"]}"',
             ]
+        if self.extra_config:
+            lines += ["", *self.extra_config]
         path = self.root / "gateway.toml"
         path.write_text("\n".join(lines) + "\n")
         return path
@@ -420,6 +465,51 @@ class Kokoa:
         with urllib.request.urlopen(request, timeout=10) as response:
             raw = response.read()
         return json.loads(raw) if raw else None
+
+    def org_id(self) -> str:
+        """The organization ``kokoa init`` created (the first one)."""
+        return self.api("GET", "/orgs")["items"][0]["id"]
+
+    def create_site(self, name: str) -> str:
+        """A site made through the admin API (in the store); its secret is kept for ``start_edge``.
+        Returns the site's id."""
+        made = self.api("POST", f"/orgs/{self.org_id()}/sites", {"name": name})
+        site_id = made["site"]["id"]
+        self.store_sites[site_id] = made["secret"]
+        return site_id
+
+    def create_http_resource(
+        self, name: str, hostname: str, site_id: str, target_port: int, path_prefix: str = "/"
+    ) -> dict[str, Any]:
+        """An HTTP resource (routed by ``hostname``) through the admin API, with one http target
+        127.0.0.1:``target_port`` next to the edge of ``site_id``. Returns the resource."""
+        org = self.org_id()
+        resource = self.api(
+            "POST",
+            f"/orgs/{org}/resources",
+            {"name": name, "kind": "http", "hostname": hostname, "path_prefix": path_prefix},
+        )
+        self.api(
+            "POST",
+            f"/orgs/{org}/resources/{resource['id']}/targets",
+            {"site_id": site_id, "host": LOOPBACK, "port": target_port, "scheme": "http"},
+        )
+        return resource
+
+    def create_tcp_resource(self, name: str, site_id: str, target_port: int) -> int:
+        """A TCP resource through the admin API (in the store): a new public port on the gateway
+        forwarded to 127.0.0.1:``target_port`` next to the edge of ``site_id``. Returns the port."""
+        org = self.org_id()
+        port = free_port()
+        resource = self.api(
+            "POST", f"/orgs/{org}/resources", {"name": name, "kind": "tcp", "public_port": port}
+        )
+        self.api(
+            "POST",
+            f"/orgs/{org}/resources/{resource['id']}/targets",
+            {"site_id": site_id, "host": LOOPBACK, "port": target_port},
+        )
+        return port
 
     def status(self) -> dict[str, Any]:
         return self.api("GET", "/status")
@@ -468,7 +558,7 @@ class Kokoa:
                 str(connections),
             ],
             log=log,
-            env={"KOKOA_SITE_SECRET": self.sites[site]},
+            env={"KOKOA_SITE_SECRET": self.sites.get(site) or self.store_sites[site]},
             cwd=self.root,
         )
         self.edges.append(edge)
@@ -606,6 +696,146 @@ def _listening(port: int) -> bool:
     except OSError:
         return port_open(port)
     return any(line.split()[1] == wanted and line.split()[3] == "0A" for line in lines)
+
+
+# ----------------------------------------------------------------------------- nginx and wrk
+# (shared by request_rate.py, http_rate.py and http_download.py)
+
+#: The static file: about 100 bytes, like a small API answer.
+SMALL_BODY = (
+    b'{"status":"ok","service":"kokoa-bench","note":"a small static answer of exactly 100 bytes, ok :-)"}\n'
+)
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def start_nginx(procs: Processes, root: Path) -> int:
+    """A throwaway single-process nginx on loopback serving /small.txt; returns its port."""
+    nginx = find_tool("nginx")
+    if not nginx:
+        raise BenchError("nginx not found (Debian: apt-get install nginx-light)")
+    prefix = root / "nginx"
+    (prefix / "www").mkdir(parents=True)
+    (prefix / "tmp").mkdir()
+    (prefix / "www" / "small.txt").write_bytes(SMALL_BODY)
+    port = free_port()
+    error_log = prefix / "error.log"
+    temp_paths = [
+        f"{kind}_temp_path {prefix / 'tmp' / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    ]
+    config = prefix / "nginx.conf"
+    # Builds without some modules reject their *_temp_path directive: retry with fewer.
+    for paths in (temp_paths, temp_paths[:2], []):
+        config.write_text(_nginx_config(prefix, port, error_log, paths))
+        check = subprocess.run(
+            [nginx, "-t", "-q", "-p", str(prefix), "-c", str(config), "-e", str(error_log)],
+            capture_output=True,
+            text=True,
+        )
+        if check.returncode == 0:
+            break
+    else:
+        raise BenchError(f"nginx rejects the configuration: {check.stderr.strip()}")
+    proc = procs.start(
+        "nginx",
+        [nginx, "-p", str(prefix), "-c", str(config), "-e", str(error_log)],
+        log=prefix / "stdout.log",
+    )
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise BenchError(f"nginx exited: {error_log.read_text(errors='replace')[-800:]}")
+        return port_open(port)
+
+    wait_for(ready, "nginx to listen", logs=[error_log])
+    return port
+
+
+def nginx_www(root: Path) -> Path:
+    """The directory the nginx of ``start_nginx(procs, root)`` serves (files added later are served)."""
+    return root / "nginx" / "www"
+
+
+def _nginx_config(prefix: Path, port: int, error_log: Path, temp_paths: list[str]) -> str:
+    temp = "\n".join(f"    {line}" for line in temp_paths)
+    return f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {prefix / "nginx.pid"};
+error_log {error_log} warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+    keepalive_requests 100000;
+    keepalive_timeout 75s;
+    default_type text/plain;
+{temp}
+    server {{
+        listen {LOOPBACK}:{port} backlog=1024;
+        root {prefix / "www"};
+    }}
+}}
+"""
+
+
+# ----------------------------------------------------------------------------- wrk
+
+
+@dataclass
+class WrkResult:
+    requests_per_sec: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    error_detail: str
+
+    @classmethod
+    def parse(cls, text: str) -> WrkResult:
+        """Requests/sec, the 50% and 99% lines of the latency distribution, and errors."""
+        rate = re.search(r"^Requests/sec:\s*([\d.]+)", text, re.M)
+        p50 = re.search(r"^\s*50%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
+        p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
+        total = re.search(r"^\s*(\d+) requests in", text, re.M)
+        if not (rate and p50 and p99 and total):
+            raise BenchError(f"cannot parse wrk's output:\n{text[-1500:]}")
+        socket_errors = re.search(
+            r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+        )
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+        errors = sum(int(g) for g in socket_errors.groups()) if socket_errors else 0
+        errors += int(non2xx.group(1)) if non2xx else 0
+        detail = "; ".join(m.group(0) for m in (socket_errors, non2xx) if m)
+        return cls(
+            requests_per_sec=float(rate.group(1)),
+            p50_ms=float(p50.group(1)) * _UNITS[p50.group(2)],
+            p99_ms=float(p99.group(1)) * _UNITS[p99.group(2)],
+            requests=int(total.group(1)),
+            errors=errors,
+            error_detail=detail,
+        )
+
+
+def run_wrk(
+    wrk: str,
+    port: int,
+    seconds: float,
+    threads: int,
+    connections: int,
+    path: str = "/small.txt",
+    host: str | None = None,
+) -> WrkResult:
+    """``wrk --latency`` against 127.0.0.1:``port``; ``host`` sets the Host header (HTTP routing)."""
+    url = f"http://{LOOPBACK}:{port}{path}"
+    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency"]
+    if host:
+        argv += ["-H", f"Host: {host}"]
+    done = subprocess.run([*argv, url], capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    return WrkResult.parse(done.stdout)
 
 
 # ----------------------------------------------------------------------------- output

@@ -16,7 +16,6 @@ Writes bench/results/request_rate.json.
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -25,151 +24,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
-    LOOPBACK,
+    SMALL_BODY,
     BenchError,
     Kokoa,
     Processes,
     SshTunnel,
     find_tool,
     format_table,
-    free_port,
     guarded,
     median,
-    port_open,
     ratio,
+    run_wrk,
     skip,
     ssh_missing,
+    start_nginx,
     temp_dir,
     tree_cpu,
-    wait_for,
     write_result,
 )
 
 DIRECT, SSH = "direct", "ssh -R"
 TARGET_P99_MS = 10.0
 TARGET_X_SSH = 2.5
-#: The static file: about 100 bytes, like a small API answer.
-SMALL_BODY = (
-    b'{"status":"ok","service":"kokoa-bench","note":"a small static answer of exactly 100 bytes, ok :-)"}\n'
-)
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-
-
-# ----------------------------------------------------------------------------- nginx
-
-
-def start_nginx(procs: Processes, root: Path) -> int:
-    """A throwaway single-process nginx on loopback serving /small.txt; returns its port."""
-    nginx = find_tool("nginx")
-    if not nginx:
-        raise BenchError("nginx not found (Debian: apt-get install nginx-light)")
-    prefix = root / "nginx"
-    (prefix / "www").mkdir(parents=True)
-    (prefix / "tmp").mkdir()
-    (prefix / "www" / "small.txt").write_bytes(SMALL_BODY)
-    port = free_port()
-    error_log = prefix / "error.log"
-    temp_paths = [
-        f"{kind}_temp_path {prefix / 'tmp' / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    ]
-    config = prefix / "nginx.conf"
-    # Builds without some modules reject their *_temp_path directive: retry with fewer.
-    for paths in (temp_paths, temp_paths[:2], []):
-        config.write_text(_nginx_config(prefix, port, error_log, paths))
-        check = subprocess.run(
-            [nginx, "-t", "-q", "-p", str(prefix), "-c", str(config), "-e", str(error_log)],
-            capture_output=True,
-            text=True,
-        )
-        if check.returncode == 0:
-            break
-    else:
-        raise BenchError(f"nginx rejects the configuration: {check.stderr.strip()}")
-    proc = procs.start(
-        "nginx",
-        [nginx, "-p", str(prefix), "-c", str(config), "-e", str(error_log)],
-        log=prefix / "stdout.log",
-    )
-
-    def ready() -> bool:
-        if not proc.alive():
-            raise BenchError(f"nginx exited: {error_log.read_text(errors='replace')[-800:]}")
-        return port_open(port)
-
-    wait_for(ready, "nginx to listen", logs=[error_log])
-    return port
-
-
-def _nginx_config(prefix: Path, port: int, error_log: Path, temp_paths: list[str]) -> str:
-    temp = "\n".join(f"    {line}" for line in temp_paths)
-    return f"""daemon off;
-master_process off;
-worker_processes 1;
-pid {prefix / "nginx.pid"};
-error_log {error_log} warn;
-events {{
-    worker_connections 4096;
-}}
-http {{
-    access_log off;
-    keepalive_requests 100000;
-    keepalive_timeout 75s;
-    default_type text/plain;
-{temp}
-    server {{
-        listen {LOOPBACK}:{port} backlog=1024;
-        root {prefix / "www"};
-    }}
-}}
-"""
-
-
-# ----------------------------------------------------------------------------- wrk
-
-
-@dataclass
-class WrkResult:
-    requests_per_sec: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    errors: int
-    error_detail: str
-
-    @classmethod
-    def parse(cls, text: str) -> WrkResult:
-        """Requests/sec, the 50% and 99% lines of the latency distribution, and errors."""
-        rate = re.search(r"^Requests/sec:\s*([\d.]+)", text, re.M)
-        p50 = re.search(r"^\s*50%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
-        p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
-        total = re.search(r"^\s*(\d+) requests in", text, re.M)
-        if not (rate and p50 and p99 and total):
-            raise BenchError(f"cannot parse wrk's output:\n{text[-1500:]}")
-        socket_errors = re.search(
-            r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
-        )
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-        errors = sum(int(g) for g in socket_errors.groups()) if socket_errors else 0
-        errors += int(non2xx.group(1)) if non2xx else 0
-        detail = "; ".join(m.group(0) for m in (socket_errors, non2xx) if m)
-        return cls(
-            requests_per_sec=float(rate.group(1)),
-            p50_ms=float(p50.group(1)) * _UNITS[p50.group(2)],
-            p99_ms=float(p99.group(1)) * _UNITS[p99.group(2)],
-            requests=int(total.group(1)),
-            errors=errors,
-            error_detail=detail,
-        )
-
-
-def run_wrk(wrk: str, port: int, seconds: float, threads: int, connections: int) -> WrkResult:
-    url = f"http://{LOOPBACK}:{port}/small.txt"
-    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency", url]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    if done.returncode != 0:
-        raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    return WrkResult.parse(done.stdout)
 
 
 # ----------------------------------------------------------------------------- the benchmark

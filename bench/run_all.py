@@ -22,7 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BENCH_DIR, PYTHON, RESULTS_DIR, machine_info
 
-BENCHMARKS = ["throughput", "request_rate", "idle_memory", "config_latency"]
+BENCHMARKS = [
+    "throughput",
+    "request_rate",
+    "idle_memory",
+    "config_latency",
+    "http_rate",
+    "http_download",
+    "http_parsers",
+]
 #: Upper bound for one benchmark process, seconds.
 TIMEOUT = 3 * 3600
 

@@ -168,7 +168,9 @@ class EdgeHandler:
         stream.pauseProducing()  # hold the client's bytes (within the window) until connected
         stream.attach(stream_side)
         endpoint = target_endpoint(self.reactor, host.strip("[]"), int(port), self.connect_timeout)
-        d = endpoint.connect(Factory.forProtocol(lambda: target_side))
+        factory = Factory.forProtocol(lambda: target_side)
+        factory.noisy = False  # no "Starting/Stopping factory" lines for every stream
+        d = endpoint.connect(factory)
         d.addErrback(self._connect_failed, stream, target)
 
     def _connect_failed(self, failure, stream: TunnelStream, target: str) -> None:

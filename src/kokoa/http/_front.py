@@ -729,6 +729,12 @@ class Exchange:
             upstream.abort()
         self.release_balancer()
         timeout = self.front.settings.upstream_timeout
+        log.warn(
+            "upstream {target} of resource {name!r} did not answer within {s:g}s: 504",
+            target=self.target.target,
+            name=self.route.resource.name,
+            s=timeout,
+        )
         self._error(
             504, f"The upstream of resource {self.route.resource.name!r} did not answer within {timeout:g}s."
         )
