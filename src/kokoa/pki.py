@@ -270,8 +270,8 @@ def ensure_dev_host_cert(
         else:
             lifetime = HOST_CERT_VALIDITY if validity is None else validity
             cert, key = _make_server_cert(ca_cert, ca_key, [entry], lifetime)
-            _write_atomic(key_path, _key_pem(key), _KEY_MODE)
-            _write_atomic(pem, cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+            write_atomic(key_path, _key_pem(key), _KEY_MODE)
+            write_atomic(pem, cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
             _log.info(
                 "Development certificate {path} issued for {name}, valid until {until}",
                 path=str(pem),
@@ -366,8 +366,8 @@ def _ensure_ca(tls_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivate
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write_atomic(ca_key_path, _key_pem(key), _KEY_MODE)
-    _write_atomic(ca_pem, cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+    write_atomic(ca_key_path, _key_pem(key), _KEY_MODE)
+    write_atomic(ca_pem, cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
     _log.info("Development CA created: {path}", path=str(ca_pem))
     return cert, key
 
@@ -395,8 +395,8 @@ def _issue_server_cert(
     key_path: Path,
 ) -> x509.Certificate:
     cert, key = _make_server_cert(ca_cert, ca_key, names)
-    _write_atomic(key_path, _key_pem(key), _KEY_MODE)
-    _write_atomic(pem, cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
+    write_atomic(key_path, _key_pem(key), _KEY_MODE)
+    write_atomic(pem, cert.public_bytes(serialization.Encoding.PEM), _CERT_MODE)
     return cert
 
 
@@ -499,7 +499,7 @@ def _key_pem(key) -> bytes:
     )
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
     """Write a file so that readers see the old or the new content, never a partial one."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -170,8 +170,8 @@ async def test_hostname_not_in_certificate_fails(kind, tmp_path, creds, servers)
     # A certificate from the same CA, for another name only: 127.0.0.1 is not in it.
     ca_cert, ca_key = pki._ensure_ca(tmp_path / "tls")
     cert, key = pki._make_server_cert(ca_cert, ca_key, pki._normalize_names(["other.example"]))
-    pki._write_atomic(tmp_path / "other.pem", cert.public_bytes(pki.serialization.Encoding.PEM), 0o644)
-    pki._write_atomic(tmp_path / "other.key", pki._key_pem(key), 0o600)
+    pki.write_atomic(tmp_path / "other.pem", cert.public_bytes(pki.serialization.Encoding.PEM), 0o644)
+    pki.write_atomic(tmp_path / "other.key", pki._key_pem(key), 0o600)
     other = pki.load_credentials(tmp_path / "other.pem", tmp_path / "other.key")
     setup = Setup(kind, other)
     try:

@@ -20,12 +20,10 @@ Renewal is `AcmeIssuer.ensure` again: a stored certificate is reused until fewer
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -458,19 +456,9 @@ def describe_error(e: BaseException) -> str:
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """pki.write_atomic, into a directory made (0700) if missing."""
     path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    pki.write_atomic(path, data, mode)
 
 
 class AcmeIssuer:
