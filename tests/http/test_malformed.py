@@ -78,6 +78,10 @@ CASES = {
 }
 
 
+#: Malformations in the body (not the head), found as the body streams.
+BODY_LEVEL = {"bare LF in a chunk line"}
+
+
 @pt.async_yield_fixture
 async def rig():
     factory = Factory.forProtocol(Recorder)
@@ -104,7 +108,12 @@ async def test_a_malformed_request_is_refused_and_never_forwarded(rig, name):
     assert raw.startswith(b"HTTP/1.1 %d " % status), raw[:200]
     assert b"Connection: close" in raw.split(b"\r\n\r\n", 1)[0]
     recorder = rig.upstreams["recorder"]
-    assert recorder.received == b"" and recorder.connections == 0
+    if name in BODY_LEVEL:
+        # Found while the body streams: the (valid) head may have gone ahead, but the stream is
+        # reset at the bad chunk, so no complete request ever reaches the upstream.
+        assert b"0\r\n\r\n" not in recorder.received and b"abc" not in recorder.received
+    else:
+        assert recorder.received == b"" and recorder.connections == 0
 
 
 @pt.ensureDeferred
