@@ -841,6 +841,11 @@ def run_wrk(
 # ----------------------------------------------------------------------------- output
 
 
+def fmt(value: float | None, digits: int = 1) -> str:
+    """A number for a table: thousands separated, "-" when missing."""
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain text table; numbers are right-aligned, None shows as '-'."""
 

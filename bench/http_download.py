@@ -54,6 +54,7 @@ from _common import (
     Processes,
     SshTunnel,
     find_tool,
+    fmt,
     format_table,
     guarded,
     median,
@@ -448,13 +449,11 @@ def summarize(
             ]
         )
         if path.name == HTTP:
-            line = (
-                f"HTTP download {path.name}: {_fmt(rate)} MB/s = {_fmt(entry['ratio_to_direct'], 2)}x direct"
-            )
+            line = f"HTTP download {path.name}: {fmt(rate)} MB/s = {fmt(entry['ratio_to_direct'], 2)}x direct"
             if entry["ratio_to_ssh"] is not None:
-                line += f", {_fmt(entry['ratio_to_ssh'], 2)}x ssh -R"
+                line += f", {fmt(entry['ratio_to_ssh'], 2)}x ssh -R"
             if TCP in by_name:
-                line += f", {_fmt(ratio(rate, med(TCP, 'mb_per_s')), 2)}x the kokoa tcp resource"
+                line += f", {fmt(ratio(rate, med(TCP, 'mb_per_s')), 2)}x the kokoa tcp resource"
             if gw is not None:
                 line += f"; gateway peak RSS {gw / 1024:.1f} MiB (idle {idle_rss['gateway'] / 1024:.1f} MiB)"
             if path.errors:
@@ -493,10 +492,6 @@ def summarize(
         "summary": summary,
         "notes": notes,
     }
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,7 @@ from _common import (
     Processes,
     SshTunnel,
     find_tool,
+    fmt,
     format_table,
     guarded,
     median,
@@ -416,12 +417,12 @@ def summarize(
         if path.name == HTTP:
             entry["target_p99_met"] = None if p99 is None else p99 <= TARGET_P99_MS
             entry["target_x_ssh_met"] = None if x_ssh is None else x_ssh >= TARGET_X_SSH
-            line = f"HTTP request rate {path.name}: {_fmt(rate, 0)} req/s"
-            line += f" = {_fmt(entry['ratio_to_direct'], 2)}x direct"
+            line = f"HTTP request rate {path.name}: {fmt(rate, 0)} req/s"
+            line += f" = {fmt(entry['ratio_to_direct'], 2)}x direct"
             if SSH in by_name:
-                line += f", {_fmt(x_ssh, 2)}x ssh -R (target >= {TARGET_X_SSH:g}x"
+                line += f", {fmt(x_ssh, 2)}x ssh -R (target >= {TARGET_X_SSH:g}x"
                 line += f": {'met' if entry['target_x_ssh_met'] else 'NOT met'})"
-            line += f"; p50 {_fmt(entry['p50_ms'], 2)} ms, p99 {_fmt(p99, 2)} ms"
+            line += f"; p50 {fmt(entry['p50_ms'], 2)} ms, p99 {fmt(p99, 2)} ms"
             line += f" (target <= {TARGET_P99_MS:g} ms: {'met' if entry['target_p99_met'] else 'NOT met'})"
             if entry["errors"]:
                 line += f"; {entry['errors']} wrk errors"
@@ -478,10 +479,6 @@ def summarize(
         "summary": summary,
         "notes": notes,
     }
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from _common import (
     Processes,
     SshTunnel,
     find_tool,
+    fmt,
     format_table,
     guarded,
     median,
@@ -186,11 +187,11 @@ def summarize(args: argparse.Namespace, paths: list[Route], notes: list[str]) ->
         if path.name.startswith("kokoa"):
             entry["target_p99_met"] = None if p99 is None else p99 <= TARGET_P99_MS
             entry["target_x_ssh_met"] = None if x_ssh is None else x_ssh >= TARGET_X_SSH
-            line = f"request rate {path.name}: {_fmt(rate, 0)} req/s"
-            line += f" = {_fmt(entry['ratio_to_direct'], 2)}x direct"
+            line = f"request rate {path.name}: {fmt(rate, 0)} req/s"
+            line += f" = {fmt(entry['ratio_to_direct'], 2)}x direct"
             if SSH in by_name:
-                line += f", {_fmt(x_ssh, 2)}x ssh -R (target >= {TARGET_X_SSH:g}x)"
-            line += f"; p50 {_fmt(entry['p50_ms'], 2)} ms, p99 {_fmt(p99, 2)} ms"
+                line += f", {fmt(x_ssh, 2)}x ssh -R (target >= {TARGET_X_SSH:g}x)"
+            line += f"; p50 {fmt(entry['p50_ms'], 2)} ms, p99 {fmt(p99, 2)} ms"
             summary.append(line + f" (target <= {TARGET_P99_MS:g} ms)")
         results.append(entry)
         rows.append(
@@ -223,10 +224,6 @@ def summarize(args: argparse.Namespace, paths: list[Route], notes: list[str]) ->
         "summary": summary,
         "notes": notes,
     }
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:

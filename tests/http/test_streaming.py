@@ -114,3 +114,61 @@ async def test_idle_clients_and_idle_pooled_upstreams_are_closed_after_their_tim
         assert rig.front.pool.idle_count() == 0  # and the pooled upstream connection expired
     finally:
         await rig.stop()
+
+
+class Silent(Protocol):
+    """An upstream that reads and never answers."""
+
+
+class HugeHead(Protocol):
+    """An upstream whose response head is larger than the front accepts."""
+
+    def dataReceived(self, data):
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * 100_000 + b"\r\nContent-Length: 0\r\n\r\n"
+        )
+
+
+async def limits_rig(settings):
+    silent = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        Factory.forProtocol(Silent)
+    )
+    huge = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        Factory.forProtocol(HugeHead)
+    )
+
+    async def resources(rig):
+        rig.ports += [silent, huge]
+        return [
+            http_resource("silent", "silent.test", target("s", silent.getHost().port)),
+            http_resource("huge", "huge.test", target("h", huge.getHost().port)),
+        ]
+
+    return await start_rig(lambda r: defer.ensureDeferred(resources(r)), settings)
+
+
+def statuses(port: int, request: bytes) -> list[int]:
+    from http_rig import exchange, parse_responses
+
+    return [status for status, _, _ in parse_responses(exchange(port, request))]
+
+
+@pt.ensureDeferred
+async def test_limits_of_pipelining_chunked_bodies_and_upstream_heads():
+    from kokoa.http._front import FrontSettings
+
+    settings = FrontSettings(max_pipelined=2, upstream_timeout=0.3, max_body=1000)
+    rig = await limits_rig(settings)
+    try:
+        get = b"GET / HTTP/1.1\r\nHost: silent.test\r\n\r\n"
+        # Two wait their turn (each times out upstream: 504); the third is one too many: 429, closed.
+        assert await threads.deferToThread(statuses, rig.http_port, get * 4) == [504, 504, 429]
+        # A chunked body that grows past max_body while it streams: 413, closed.
+        chunked = b"POST / HTTP/1.1\r\nHost: silent.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunked += b"400\r\n" + b"x" * 1024 + b"\r\n0\r\n\r\n"
+        assert await threads.deferToThread(statuses, rig.http_port, chunked) == [413]
+        # An upstream response head above max_response_header_bytes: 502.
+        huge = b"GET / HTTP/1.1\r\nHost: huge.test\r\nConnection: close\r\n\r\n"
+        assert await threads.deferToThread(statuses, rig.http_port, huge) == [502]
+    finally:
+        await rig.stop()

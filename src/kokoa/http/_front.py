@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from http import HTTPStatus
 
 import httptools
 from OpenSSL import SSL
@@ -500,7 +501,7 @@ class Exchange:
             token = head.target.path[len(ACME_PREFIX) :]
             answer = front.acme_responder(token)
             if answer is not None:
-                self._respond(200, b"", close=False, content_type=b"text/plain", body=answer)
+                self._respond(200, close=False, content_type=b"text/plain", body=answer)
                 return
         route = front.router.route(head.host, head.target)
         if route is None:
@@ -515,10 +516,8 @@ class Exchange:
         self.route = route
         resource = route.resource
         if client.scheme == "http" and resource.redirect_https:
-            location = b"https://" + head.host_header.split(b":")[0] + head.target.forwarded.encode()
-            if head.host.startswith("["):
-                location = b"https://" + head.host.encode() + head.target.forwarded.encode()
-            self._respond(308, b"", close=False, extra=[(b"Location", location)])
+            location = b"https://" + head.host.encode() + head.target.forwarded.encode()
+            self._respond(308, close=False, extra=[(b"Location", location)])
             return
         self._forward()
 
@@ -664,7 +663,7 @@ class Exchange:
             self.front.pool.release(upstream)
         else:
             upstream.close()
-        self.client.exchange_finished(self, self.close_after or (not reusable and self.framing == "close"))
+        self.client.exchange_finished(self, self.close_after)  # "close" framing set it already
 
     def response_upgraded(self, status: int, reason: bytes, headers: list, rest: bytes) -> None:
         self._cancel_timer()
@@ -684,9 +683,6 @@ class Exchange:
         if not client.lost:
             client.transport.registerProducer(upstream.transport, True)
             self._producing_to_client = True
-
-    def upstream_data(self, data: bytes) -> None:  # pragma: no cover - the raw sink takes these
-        self.client.write(data)
 
     def upstream_lost(self, reason: Failure, response_started: bool) -> None:
         upstream, self.upstream = self.upstream, None
@@ -788,16 +784,12 @@ class Exchange:
         )
         self.client.respond_locally(self, response, close)
 
-    def _respond(
-        self, status: int, reason: bytes, close: bool, content_type=None, body=b"", extra=None
-    ) -> None:
+    def _respond(self, status: int, close: bool, content_type=None, body=b"", extra=None) -> None:
         close = close or not self.head.keep_alive or not self.complete
         headers = [(b"Content-Length", b"%d" % len(body))]
         if content_type:
             headers.append((b"Content-Type", content_type))
-        from http import HTTPStatus
-
-        reason = reason or HTTPStatus(status).phrase.encode()
+        reason = HTTPStatus(status).phrase.encode()
         response = client_response_head(status, reason, headers + (extra or []), "length", close)
         self.client.respond_locally(self, response + (b"" if self.head.method == b"HEAD" else body), close)
 
