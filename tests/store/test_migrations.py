@@ -252,14 +252,175 @@ def fill_0002(conn: Connection) -> Rows:
     return _fill(conn, rows, types)
 
 
+#: The columns revision 0003 added, with the values rows written before it get: resources that
+#: existed were served to anyone (nothing was enforced), so they stay public.
+DEFAULTS_0003: dict[str, dict[str, Any]] = {
+    "resources": {
+        "public": True,
+        "auth_password_hash": None,
+        "auth_pin_hash": None,
+        "auth_email_allow": None,
+    },
+    "users": {"totp_secret": None, "totp_last_step": None, "backup_codes": None},
+}
+
+
+def fill_0003(conn: Connection) -> Rows:
+    """Revision 0002's rows with the identity columns set, and a row in every table 0003 added."""
+    rows, types = _rows_0001()
+    http, tcp = rows["resources"]
+    http |= DEFAULTS_0002["resources"] | {
+        "public": False,
+        "auth_password_hash": _users.PASSWORD_HASHER.hash("resource password"),
+        "auth_pin_hash": _users.PASSWORD_HASHER.hash("123456"),
+        "auth_email_allow": ["ann@example.com", "@example.org"],
+    }
+    tcp |= DEFAULTS_0002["resources"] | DEFAULTS_0003["resources"]
+    rows["targets"][0] |= DEFAULTS_0002["targets"]
+    rows["users"][0] |= {
+        "totp_secret": "JBSWY3DPEHPK3PXP",
+        "totp_last_step": 59_000_000,
+        "backup_codes": ["ab"],
+    }
+    t0, t1 = NOW, NOW + timedelta(hours=1)
+    rows |= {
+        "sessions": [
+            {
+                "id": "ses_m1",
+                "token_hash": "a" * 64,
+                "kind": "login",
+                "user_id": "user_m1",
+                "parent_id": None,
+                "resource_id": None,
+                "subject": "ann@example.com",
+                "method": "password",
+                "host": None,
+                "created_at": t0,
+                "last_seen_at": t0,
+                "expires_at": t1,
+                "revoked_at": None,
+                "source_address": "192.0.2.1",
+                "user_agent": "test",
+            },
+            {
+                "id": "ses_m2",
+                "token_hash": "b" * 64,
+                "kind": "host",
+                "user_id": None,
+                "parent_id": None,
+                "resource_id": "res_m1",
+                "subject": "bob@example.org",
+                "method": "email",
+                "host": "a.example.com",
+                "created_at": t0,
+                "last_seen_at": t0,
+                "expires_at": t1,
+                "revoked_at": t0,
+                "source_address": None,
+                "user_agent": None,
+            },
+        ],
+        "auth_codes": [
+            {
+                "code_hash": "c" * 64,
+                "parent_id": "ses_m1",
+                "user_id": "user_m1",
+                "resource_id": None,
+                "subject": None,
+                "method": "password",
+                "host": "a.example.com",
+                "path": "/x?y=1",
+                "created_at": t0,
+                "expires_at": t1,
+                "used_at": None,
+            }
+        ],
+        "user_tokens": [
+            {
+                "token_hash": "d" * 64,
+                "user_id": "user_m1",
+                "purpose": "reset",
+                "created_by": "key:kk_abcd1234",
+                "created_at": t0,
+                "expires_at": t1,
+                "used_at": None,
+            }
+        ],
+        "user_identities": [
+            {
+                "provider": "corp",
+                "subject": "sub-1",
+                "user_id": "user_m1",
+                "email": "ann@example.com",
+                "created_at": t0,
+            }
+        ],
+        "share_links": [
+            {
+                "id": "shl_m1",
+                "resource_id": "res_m1",
+                "name": "for bob",
+                "prefix": "kks_abcd1234",
+                "token_hash": hash_secret("kks_abcd1234_secret"),
+                "expires_at": t1,
+                "max_uses": 3,
+                "uses": 1,
+                "revoked_at": None,
+                "created_by": "user:user_m1",
+                "created_at": t0,
+                "updated_at": t0,
+            }
+        ],
+        "email_codes": [
+            {
+                "id": "emc_m1",
+                "resource_id": "res_m1",
+                "email": "bob@example.org",
+                "code_hash": "e" * 64,
+                "attempts": 1,
+                "created_at": t0,
+                "expires_at": t1,
+                "used_at": None,
+            }
+        ],
+        "access_log": [
+            {
+                "at": t0,
+                "org_id": "org_m1",
+                "resource_id": "res_m1",
+                "kind": "request",
+                "outcome": "deny",
+                "reason": "denied by rule 10",
+                "user_id": "user_m1",
+                "subject": "ann@example.com",
+                "method": "GET",
+                "host": "a.example.com",
+                "path": "/admin",
+                "client_address": "192.0.2.1",
+                "rule_id": "rule_m1",
+            }
+        ],
+    }
+    types |= {
+        "last_seen_at": UTCDateTime(),
+        "used_at": UTCDateTime(),
+        "auth_email_allow": JSONDocument,
+        "backup_codes": JSONDocument,
+    }
+    return _fill(conn, rows, types)
+
+
 #: Revision -> what fills a database at that revision.
-FILLERS: dict[str, Callable[[Connection], Rows]] = {"0001": fill_0001, "0002": fill_0002}
+FILLERS: dict[str, Callable[[Connection], Rows]] = {"0001": fill_0001, "0002": fill_0002, "0003": fill_0003}
 
 
 def expected_at_head(revision: str, table_name: str, row: dict[str, Any]) -> dict[str, Any]:
-    """What a row written at ``revision`` looks like at head: rows from before 0002 get its defaults."""
+    """What a row written at ``revision`` looks like at head: rows from before a revision that added
+    columns get the values that revision gave them."""
     if revision < "0002" and table_name in DEFAULTS_0002:
-        return row | DEFAULTS_0002[table_name]
+        row = row | DEFAULTS_0002[table_name]
+    if revision < "0003" and table_name in DEFAULTS_0003:
+        row = row | DEFAULTS_0003[table_name]
     return row
 
 
@@ -307,7 +468,7 @@ def test_rows_written_at_any_revision_survive_the_upgrade_to_head(empty_url, sta
             assert snapshot.targets[0].health_check.path == "/healthz"
             http, tcp = snapshot.resources
             target = snapshot.targets[0]
-            if start >= "0002":
+            if start == "0002":
                 assert (http.lb_method, http.sticky, http.redirect_https, http.hsts_max_age) == (
                     "least_connections",
                     True,

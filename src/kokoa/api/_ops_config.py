@@ -121,6 +121,10 @@ RESOURCE_FIELDS = (
     "sticky",
     "redirect_https",
     "hsts_max_age",
+    "public",
+    "auth_password",
+    "auth_pin",
+    "auth_email_allow",
 )
 
 

@@ -118,6 +118,36 @@ _HTTP_SETTINGS: dict[str, JSON] = {
     ),
 }
 
+#: Who may reach a resource besides users with a grant (the write side; the password and PIN are
+#: write-only: a resource reads back has_password and has_pin).
+_EMAIL_ALLOW: JSON = {
+    "type": "array",
+    "maxItems": 100,
+    "items": string(EMAIL_LENGTH),
+    "description": "HTTP only: email addresses, and @domains, that may sign in with a one-time code "
+    "sent by email (to this resource alone)",
+}
+_ACCESS_SETTINGS: dict[str, JSON] = {
+    "public": {
+        **BOOLEAN,
+        "description": "Anyone may reach the resource without signing in (rules still apply). Default: "
+        "false for HTTP resources, true for TCP and UDP ones",
+    },
+    "auth_email_allow": _EMAIL_ALLOW,
+}
+_AUTH_PASSWORD: JSON = string(
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    writeOnly=True,
+    description="HTTP only: a shared password that signs visitors in to this resource alone",
+)
+_AUTH_PIN: JSON = {
+    "type": "string",
+    "pattern": "^[0-9]{4,12}$",
+    "writeOnly": True,
+    "description": "HTTP only: a PIN (4 to 12 digits) that signs visitors in to this resource alone",
+}
+
 #: Targets' TLS settings (https targets only; other targets always read the defaults).
 _TLS_VERIFY: JSON = {
     **BOOLEAN,
@@ -239,6 +269,10 @@ SCHEMAS: dict[str, JSON] = {
             "sticky": BOOLEAN,
             "redirect_https": BOOLEAN,
             "hsts_max_age": integer(0, MAX_HSTS_MAX_AGE),
+            "public": BOOLEAN,
+            "has_password": BOOLEAN,
+            "has_pin": BOOLEAN,
+            "auth_email_allow": {"type": "array", "items": {"type": "string"}},
         }
     ),
     "ResourceCreate": obj(
@@ -250,6 +284,9 @@ SCHEMAS: dict[str, JSON] = {
             "public_port": integer(1, 65535, description="TCP and UDP only"),
             "enabled": BOOLEAN,
             **_HTTP_SETTINGS,
+            **_ACCESS_SETTINGS,
+            "auth_password": _AUTH_PASSWORD,
+            "auth_pin": _AUTH_PIN,
         },
         ("name", "kind"),
     ),
@@ -261,8 +298,12 @@ SCHEMAS: dict[str, JSON] = {
             "public_port": PORT,
             "enabled": BOOLEAN,
             **_HTTP_SETTINGS,
+            **_ACCESS_SETTINGS,
+            "auth_password": nullable(_AUTH_PASSWORD),
+            "auth_pin": nullable(_AUTH_PIN),
         },
-        description="The kind of a resource is fixed: make a new resource instead.",
+        description="The kind of a resource is fixed: make a new resource instead. A null auth_password "
+        "or auth_pin removes it.",
     ),
     "HealthCheck": output(_HEALTH_CHECK_FIELDS),
     "HealthCheckSettings": obj(_HEALTH_CHECK_FIELDS, description="Settings left out keep their value."),

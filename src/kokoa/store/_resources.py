@@ -55,6 +55,11 @@ class Resource:
     sticky: bool = False  # pin a client to a target by cookie
     redirect_https: bool = False  # answer plain-HTTP requests with a redirect to https
     hsts_max_age: int = 0  # seconds of Strict-Transport-Security on HTTPS answers; 0: none
+    # Who may reach it without a grant (revision 0003):
+    public: bool = False  # anyone, without signing in
+    has_password: bool = False  # a shared password signs a visitor in to this resource only
+    has_pin: bool = False  # likewise a PIN (digits)
+    auth_email_allow: tuple[str, ...] = ()  # addresses and @domains that may get an email code
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,10 @@ def _resource(row: Row[Any]) -> Resource:
         sticky=row.sticky,
         redirect_https=row.redirect_https,
         hsts_max_age=row.hsts_max_age,
+        public=row.public,
+        has_password=row.auth_password_hash is not None,
+        has_pin=row.auth_pin_hash is not None,
+        auth_email_allow=tuple(row.auth_email_allow or ()),
     )
 
 
@@ -203,6 +212,52 @@ def _http_settings(
     }
 
 
+#: PINs: digits only, this many of them.
+PIN_LENGTHS = (4, 12)
+#: At most this many addresses and domains may receive email codes for one resource.
+MAX_EMAIL_ALLOW = 100
+
+
+def _auth_alternatives(kind: str, password: Any, pin: Any, email_allow: Any) -> dict[str, Any]:
+    """The hashed password and PIN, and the checked email allow-list (HTTP resources only)."""
+    from ._users import PASSWORD_HASHER
+
+    if kind != "http":
+        for field, value in (("auth_password", password), ("auth_pin", pin)):
+            if value is not None:
+                raise Invalid(field, "only HTTP resources have a sign-in page")
+        if email_allow:
+            raise Invalid("auth_email_allow", "only HTTP resources have a sign-in page")
+        return {"auth_password_hash": None, "auth_pin_hash": None, "auth_email_allow": None}
+    values: dict[str, Any] = {"auth_password_hash": None, "auth_pin_hash": None}
+    if password is not None:
+        values["auth_password_hash"] = PASSWORD_HASHER.hash(v.password(password, "auth_password"))
+    if pin is not None:
+        low, high = PIN_LENGTHS
+        if not isinstance(pin, str) or not pin.isascii() or not pin.isdigit() or not low <= len(pin) <= high:
+            raise Invalid("auth_pin", f"must be {low} to {high} digits")
+        values["auth_pin_hash"] = PASSWORD_HASHER.hash(pin)
+    if not isinstance(email_allow, list | tuple):
+        raise Invalid("auth_email_allow", "must be a list of email addresses and @domains")
+    if len(email_allow) > MAX_EMAIL_ALLOW:
+        raise Invalid("auth_email_allow", f"at most {MAX_EMAIL_ALLOW} entries")
+    entries: list[str] = []
+    for i, entry in enumerate(email_allow):
+        field = f"auth_email_allow[{i}]"
+        if isinstance(entry, str) and entry.startswith("@"):
+            entries.append("@" + v.hostname(entry[1:], field))
+        else:
+            entries.append(v.email(entry, field))
+    values["auth_email_allow"] = sorted(set(entries)) or None
+    return values
+
+
+def email_allowed(resource: Resource, email: str) -> bool:
+    """Whether ``email`` (already normalized) may receive a one-time code for ``resource``."""
+    domain = "@" + email.rpartition("@")[2]
+    return email in resource.auth_email_allow or domain in resource.auth_email_allow
+
+
 def _check_resource_free(conn: Connection, values: dict[str, Any], exclude: str | None = None) -> None:
     r = s.resources
     others = select(r.c.id).where(r.c.id != exclude) if exclude else select(r.c.id)
@@ -237,11 +292,20 @@ def create_resource(
     sticky: bool = False,
     redirect_https: bool = False,
     hsts_max_age: int = 0,
+    public: bool | None = None,
+    auth_password: str | None = None,
+    auth_pin: str | None = None,
+    auth_email_allow: list[str] | tuple[str, ...] = (),
     now: datetime | None = None,
 ) -> Resource:
     """A new resource: ``kind="http"`` with a ``hostname`` (and ``path_prefix``, "/" by default), or
     ``"tcp"``/``"udp"`` with a ``public_port``. ``lb_method``, ``sticky``, ``redirect_https`` and
-    ``hsts_max_age`` are for HTTP resources: other kinds refuse any value but the default."""
+    ``hsts_max_age`` are for HTTP resources: other kinds refuse any value but the default.
+
+    ``public`` defaults to False for HTTP resources (sign-in required) and True for TCP and UDP ones
+    (a port cannot show a sign-in page: restrict it with rules, or reach it with ``kokoa connect``).
+    ``auth_password``, ``auth_pin`` and ``auth_email_allow`` (HTTP only) let visitors without an
+    account in, to this resource alone; the password and PIN are kept as argon2id hashes."""
     now = resolve_now(now)
     get_row(conn, s.organizations, "organization", org_id)
     values = {
@@ -252,6 +316,8 @@ def create_resource(
     }
     values |= _kind_fields(kind, hostname, path_prefix, public_port)
     values |= _http_settings(kind, lb_method, sticky, redirect_https, hsts_max_age)
+    values["public"] = v.boolean(kind != "http" if public is None else public, "public")
+    values |= _auth_alternatives(kind, auth_password, auth_pin, auth_email_allow)
     _check_resource_free(conn, values)
     resource_id = new_id("res")
     conn.execute(insert(s.resources).values(id=resource_id, created_at=now, updated_at=now, **values))
@@ -292,9 +358,14 @@ def update_resource(
     sticky: bool | Unset = UNSET,
     redirect_https: bool | Unset = UNSET,
     hsts_max_age: int | Unset = UNSET,
+    public: bool | Unset = UNSET,
+    auth_password: str | Unset | None = UNSET,
+    auth_pin: str | Unset | None = UNSET,
+    auth_email_allow: list[str] | tuple[str, ...] | Unset = UNSET,
     now: datetime | None = None,
 ) -> Resource:
-    """Change some of a resource's fields (its kind is fixed: make a new resource instead)."""
+    """Change some of a resource's fields (its kind is fixed: make a new resource instead).
+    ``auth_password=None`` (or ``auth_pin=None``) removes it."""
     now = resolve_now(now)
     current = get_resource(conn, resource_id)
 
@@ -320,8 +391,21 @@ def update_resource(
         pick(redirect_https, current.redirect_https),
         pick(hsts_max_age, current.hsts_max_age),
     )
+    values["public"] = v.boolean(pick(public, current.public), "public")
     _check_resource_free(conn, values, exclude=resource_id)
     changed = {k: val for k, val in values.items() if getattr(current, k) != val}
+    secrets = _auth_alternatives(
+        current.kind,
+        None if auth_password is UNSET else auth_password,
+        None if auth_pin is UNSET else auth_pin,
+        current.auth_email_allow if auth_email_allow is UNSET else auth_email_allow,
+    )
+    if auth_password is not UNSET:
+        changed["auth_password_hash"] = secrets["auth_password_hash"]
+    if auth_pin is not UNSET:
+        changed["auth_pin_hash"] = secrets["auth_pin_hash"]
+    if tuple(secrets["auth_email_allow"] or ()) != current.auth_email_allow:
+        changed["auth_email_allow"] = secrets["auth_email_allow"]
     if changed:
         conn.execute(
             update(s.resources).where(s.resources.c.id == resource_id).values(updated_at=now, **changed)

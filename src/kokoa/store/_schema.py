@@ -143,6 +143,10 @@ users = Table(
     Column("password_hash", Text, nullable=True),
     Column("status", String(16), nullable=False),
     *_timestamps(),
+    # Revision 0003: the second factor.
+    Column("totp_secret", String(64), nullable=True),
+    Column("totp_last_step", BigInteger, nullable=True),
+    Column("backup_codes", JSONDocument, nullable=True),
     UniqueConstraint("email", name="uq_users_email"),
     CheckConstraint("status IN ('active', 'disabled', 'invited')", name="ck_users_status"),
 )
@@ -203,6 +207,11 @@ resources = Table(
     Column("sticky", Boolean(), nullable=False, server_default=false()),
     Column("redirect_https", Boolean(), nullable=False, server_default=false()),
     Column("hsts_max_age", Integer, nullable=False, server_default=text("0")),
+    # Revision 0003: who may sign in to the resource, besides users with a grant.
+    Column("public", Boolean(), nullable=False, server_default=false()),
+    Column("auth_password_hash", Text, nullable=True),
+    Column("auth_pin_hash", Text, nullable=True),
+    Column("auth_email_allow", JSONDocument, nullable=True),
     CheckConstraint("kind IN ('http', 'tcp', 'udp')", name="ck_resources_kind"),
     CheckConstraint("public_port BETWEEN 1 AND 65535", name="ck_resources_public_port"),
     CheckConstraint("lb_method IN ('round_robin', 'least_connections')", name="ck_resources_lb_method"),
@@ -333,6 +342,139 @@ audit_log = Table(
     Index("ix_audit_log_org_id", "org_id"),
 )
 
+# -- revision 0003: identity and access ----------------------------------------------------------------
+
+#: Sessions: "login" on the login host; "host", set by a one-time code on a resource's host (a child of
+#: a login session, or, for a resource's own password, PIN, email code or share link, of nothing).
+sessions = Table(
+    "sessions",
+    metadata,
+    _id(),
+    Column("token_hash", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    _ref("user_id", "users", nullable=True),
+    _ref("parent_id", "sessions", nullable=True),
+    _ref("resource_id", "resources", nullable=True),
+    Column("subject", String(EMAIL_LENGTH), nullable=True),
+    Column("method", String(32), nullable=False),
+    Column("host", String(HOSTNAME_LENGTH), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_seen_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("source_address", String(64), nullable=True),
+    Column("user_agent", String(200), nullable=True),
+    UniqueConstraint("token_hash", name="uq_sessions_token_hash"),
+    CheckConstraint("kind IN ('login', 'host')", name="ck_sessions_kind"),
+    CheckConstraint("user_id IS NOT NULL OR resource_id IS NOT NULL", name="ck_sessions_subject"),
+    Index("ix_sessions_user_id", "user_id"),
+    Index("ix_sessions_parent_id", "parent_id"),
+    Index("ix_sessions_expires_at", "expires_at"),
+)
+
+#: One-time codes that a resource's host exchanges for a host session (short-lived, used once).
+auth_codes = Table(
+    "auth_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    _ref("parent_id", "sessions", nullable=True),
+    _ref("user_id", "users", nullable=True),
+    _ref("resource_id", "resources", nullable=True),
+    Column("subject", String(EMAIL_LENGTH), nullable=True),
+    Column("method", String(32), nullable=False),
+    Column("host", String(HOSTNAME_LENGTH), nullable=False),
+    Column("path", String(PATH_LENGTH), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+    Index("ix_auth_codes_expires_at", "expires_at"),
+)
+
+#: One-time links for a user: set a password (``setup``, ``invite``) or reset it (``reset``).
+user_tokens = Table(
+    "user_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    _ref("user_id", "users"),
+    Column("purpose", String(16), nullable=False),
+    Column("created_by", String(200), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+    CheckConstraint("purpose IN ('reset', 'invite', 'setup')", name="ck_user_tokens_purpose"),
+    Index("ix_user_tokens_user_id", "user_id"),
+)
+
+#: Single sign-on: which user an OpenID Connect provider's subject is.
+user_identities = Table(
+    "user_identities",
+    metadata,
+    Column("provider", String(32), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    _ref("user_id", "users"),
+    Column("email", String(EMAIL_LENGTH), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_user_identities_user_id", "user_id"),
+)
+
+share_links = Table(
+    "share_links",
+    metadata,
+    _id(),
+    _ref("resource_id", "resources"),
+    Column("name", String(NAME_LENGTH), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("token_hash", String(100), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("max_uses", Integer, nullable=True),
+    Column("uses", Integer, nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("created_by", String(200), nullable=True),
+    *_timestamps(),
+    UniqueConstraint("prefix", name="uq_share_links_prefix"),
+    CheckConstraint("max_uses IS NULL OR max_uses >= 1", name="ck_share_links_max_uses"),
+    Index("ix_share_links_resource_id", "resource_id"),
+)
+
+email_codes = Table(
+    "email_codes",
+    metadata,
+    _id(),
+    _ref("resource_id", "resources"),
+    Column("email", String(EMAIL_LENGTH), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("used_at", UTCDateTime(), nullable=True),
+    Index("ix_email_codes_resource_email", "resource_id", "email"),
+)
+
+#: Every access decision and sign-in event (kept for the retention period).
+access_log = Table(
+    "access_log",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("org_id", String(ID_LENGTH), nullable=True),  # no foreign keys: the log outlives what it names
+    Column("resource_id", String(ID_LENGTH), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("user_id", String(ID_LENGTH), nullable=True),
+    Column("subject", String(EMAIL_LENGTH), nullable=True),
+    Column("method", String(16), nullable=True),
+    Column("host", String(HOSTNAME_LENGTH), nullable=True),
+    Column("path", String(PATH_LENGTH), nullable=True),
+    Column("client_address", String(64), nullable=True),
+    Column("rule_id", String(ID_LENGTH), nullable=True),
+    Index("ix_access_log_at", "at"),
+    Index("ix_access_log_org_id", "org_id"),
+    Index("ix_access_log_resource_id", "resource_id"),
+    Index("ix_access_log_user_id", "user_id"),
+    Index("ix_access_log_outcome", "outcome"),
+)
+
 #: A violated constraint's name -> (the field to report, what to say).
 CONSTRAINT_FIELDS: dict[str, tuple[str, str]] = {
     "uq_organizations_name": ("name", "an organization with this name already exists"),
@@ -354,4 +496,5 @@ CONSTRAINT_FIELDS: dict[str, tuple[str, str]] = {
     "uq_grants_resource_user": ("user_id", "the user already has access to the resource"),
     "uq_rules_resource_priority": ("priority", "another rule of the resource has this priority"),
     "uq_api_keys_prefix": ("prefix", "an API key with this prefix already exists"),
+    "uq_share_links_prefix": ("prefix", "a share link with this prefix already exists"),
 }

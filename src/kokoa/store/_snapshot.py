@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, select
 
 from . import _schema as s
+from ._access import Grant, Rule, _grant, _rule
 from ._common import Change
 from ._resources import Resource, Target, _resource, _target
 from ._sites import SiteCredentials, site_credentials
@@ -22,6 +23,8 @@ class Snapshot:
     sites: tuple[SiteCredentials, ...]
     resources: tuple[Resource, ...]
     targets: tuple[Target, ...]
+    grants: tuple[Grant, ...] = ()
+    rules: tuple[Rule, ...] = ()
 
     def site(self, site_id: str) -> SiteCredentials | None:
         return next((site for site in self.sites if site.id == site_id), None)
@@ -36,7 +39,7 @@ def config_version(conn: Connection) -> int:
 
 
 def load_snapshot(conn: Connection) -> Snapshot:
-    """Every site, resource and target (all of them, enabled or not), in creation order.
+    """Every site, resource, target, grant and rule (all of them, enabled or not), in creation order.
 
     Run it in one transaction (``store.run(load_snapshot)``) so the parts agree with each other; on
     PostgreSQL that takes a REPEATABLE READ transaction, which :meth:`Store.run` does not ask for
@@ -52,7 +55,13 @@ def load_snapshot(conn: Connection) -> Snapshot:
     targets = tuple(
         _target(r) for r in conn.execute(select(s.targets).order_by(s.targets.c.created_at, s.targets.c.id))
     )
-    return Snapshot(version, sites, resources, targets)
+    grants = tuple(
+        _grant(r) for r in conn.execute(select(s.grants).order_by(s.grants.c.created_at, s.grants.c.id))
+    )
+    rules = tuple(
+        _rule(r) for r in conn.execute(select(s.rules).order_by(s.rules.c.resource_id, s.rules.c.priority))
+    )
+    return Snapshot(version, sites, resources, targets, grants, rules)
 
 
 def changes_since(conn: Connection, version: int, limit: int = 1000) -> list[Change]:
