@@ -398,6 +398,7 @@ def fill_0003(conn: Connection) -> Rows:
                 "path": "/admin",
                 "client_address": "192.0.2.1",
                 "rule_id": "rule_m1",
+                "count": 3,
             }
         ],
     }

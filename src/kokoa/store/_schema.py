@@ -468,6 +468,9 @@ access_log = Table(
     Column("path", String(PATH_LENGTH), nullable=True),
     Column("client_address", String(64), nullable=True),
     Column("rule_id", String(ID_LENGTH), nullable=True),
+    # Allowed requests alike (same resource, who, address, rule and reason) within one flush of the
+    # gateway's buffer are one row with their number; every refusal is a row of its own.
+    Column("count", Integer, nullable=False, server_default=text("1")),
     Index("ix_access_log_at", "at"),
     Index("ix_access_log_org_id", "org_id"),
     Index("ix_access_log_resource_id", "resource_id"),

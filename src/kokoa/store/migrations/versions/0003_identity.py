@@ -202,6 +202,7 @@ def upgrade() -> None:
         sa.Column("path", PATH, nullable=True),
         sa.Column("client_address", sa.String(64), nullable=True),
         sa.Column("rule_id", ID, nullable=True),
+        sa.Column("count", sa.Integer, nullable=False, server_default=sa.text("1")),
         sa.PrimaryKeyConstraint("id", name="pk_access_log"),
     )
     for column in ("at", "org_id", "resource_id", "user_id", "outcome"):
