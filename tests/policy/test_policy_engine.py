@@ -86,6 +86,23 @@ def test_a_resource_without_grants_lets_no_one_in():
     assert [outcome(p, who=w) for w in (None, ALICE, BOB, CAROL)] == ["authenticate"] + ["deny"] * 3
 
 
+def test_a_resource_scoped_credential_opens_that_resource_only():
+    visitor = Identity("share:shl_1", "", resources=frozenset({"res"}))
+    assert outcome(policy(roles=(), users=()), who=visitor) == "allow"
+    other = ResourcePolicy("other")
+    assert outcome(other, who=visitor) == "deny"
+    # its own rules still apply to it
+    denied = policy(Rule("r1", 1, "deny", path="/admin"), roles=(), users=())
+    assert outcome(denied, path="/admin", who=visitor) == "deny"
+
+
+def test_every_known_resource_gets_its_own_entry():
+    policies = PolicySet.build(resources=["res-a"])
+    visitor = Identity("pin:res-a", "", resources=frozenset({"res-a"}))
+    assert policies.decide("res-a", "/", "GET", "192.0.2.1", visitor).outcome == "allow"
+    assert policies.decide("res-b", "/", "GET", "192.0.2.1", visitor).outcome == "deny"
+
+
 # ---------------------------------------------------------------- each rule kind
 
 

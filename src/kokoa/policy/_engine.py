@@ -29,17 +29,21 @@ _ENCODED_SLASH = re.compile("%(?:2F|5C)", re.IGNORECASE)
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """A signed-in user: ``roles`` are role ids (what grants name), ``groups`` the names to tell the
-    upstream (``Remote-Groups``)."""
+    """Who is signed in: ``roles`` are role ids (what grants name), ``groups`` the names to tell the
+    upstream (``Remote-Groups``). A visitor signed in by a resource's own password, PIN, email code or
+    share link is no user: ``user_id`` names the credential, and ``resources`` the one resource it
+    opens (as a grant would)."""
 
     user_id: str
     email: str
     roles: frozenset[str] = frozenset()
     groups: tuple[str, ...] = ()
+    resources: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "roles", frozenset(self.roles))
         object.__setattr__(self, "groups", tuple(self.groups))
+        object.__setattr__(self, "resources", frozenset(self.resources))
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +191,8 @@ def _default(policy: ResourcePolicy, identity: Identity | None) -> Decision:
 
 def _grant(policy: ResourcePolicy, identity: Identity) -> str | None:
     """How the identity holds a grant to the resource (a phrase), or None."""
+    if policy.resource_id in identity.resources:
+        return "signed in to this resource with its own credential"
     if identity.user_id in policy.grants_users:
         return "has a grant to this resource"
     roles = sorted(identity.roles & policy.grants_roles)
@@ -241,11 +247,13 @@ class PolicySet:
         public: Iterable[str] = (),
         *,
         version: int | None = None,
+        resources: Iterable[str] = (),
     ) -> PolicySet:
         """From store rows: ``rules`` (:class:`kokoa.store.Rule` or dicts with ``id``,
         ``resource_id``, ``priority``, ``action``, ``cidr``, ``path``, ``method``, ``enabled``;
         disabled rules are left out), ``grants`` (:class:`kokoa.store.Grant` or dicts with
-        ``resource_id`` and one of ``role_id``/``user_id``) and the ids of ``public`` resources.
+        ``resource_id`` and one of ``role_id``/``user_id``), the ids of ``public`` resources, and
+        the ids of every other known ``resources`` (each gets an entry of its own).
 
         A row that cannot be read does not stop the others: its resource denies every request and
         :attr:`errors` says why."""
@@ -285,7 +293,7 @@ class PolicySet:
         public_ids = {public} if isinstance(public, str) else set(public)
         policies: dict[str, ResourcePolicy] = {}
         errors: list[str] = []
-        known = per_rules.keys() | roles.keys() | users.keys() | public_ids | broken.keys()
+        known = per_rules.keys() | roles.keys() | users.keys() | public_ids | broken.keys() | set(resources)
         for resource_id in sorted(known):
             error = broken.get(resource_id)
             try:
