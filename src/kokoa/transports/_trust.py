@@ -64,12 +64,13 @@ class Trust:
             return _PinnedCreator(hostname, self.fingerprint)
         if self.ca_file is not None:
             return optionsForClientTLS(
-                hostname, trustRoot=_load_trust_root(self.ca_file), extraCertificateOptions=extra
+                hostname, trustRoot=load_trust_root(self.ca_file), extraCertificateOptions=extra
             )
         return optionsForClientTLS(hostname, extraCertificateOptions=extra)
 
 
-def _load_trust_root(ca_file: str):
+def load_trust_root(ca_file: str):
+    """A trust root of the PEM certificates in ``ca_file``; ValueError saying why it cannot be read."""
     try:
         with open(ca_file, "rb") as f:
             data = f.read()

@@ -1,0 +1,1 @@
+"""Sign-in: sessions, second factors, single sign-on, one-time codes, rate limits."""
