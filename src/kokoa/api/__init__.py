@@ -29,7 +29,7 @@ Audit
 """
 
 from ._app import DEFAULT_MAX_BODY, AdminAPI, make_api_resource
-from ._auth import ApiKeyAuthenticator, Authenticator, Principal
+from ._auth import ApiKeyAuthenticator, Authenticator, Principal, SessionCookieAuthenticator
 from ._openapi import openapi_document
 from ._problems import FieldError, Problem
 from ._site import CappedRequest, CappedSite
@@ -44,6 +44,7 @@ __all__ = [
     "FieldError",
     "Principal",
     "Problem",
+    "SessionCookieAuthenticator",
     "make_api_resource",
     "openapi_document",
 ]

@@ -1,11 +1,11 @@
 """Who is calling (authentication) and what they may do (authorization).
 
 Authentication is a list of :class:`Authenticator`\\ s tried in order; the first that recognizes
-credentials in the request decides. Today there is one, :class:`ApiKeyAuthenticator`
-(``Authorization: Bearer kk_...``). The console's cookie sessions arrive with sessions (issue 5) as a
-second authenticator: it will look up the session cookie, and for every method but GET and HEAD
-require a matching CSRF token header, failing with 403 when it is missing or wrong. Nothing else
-changes: handlers see a :class:`Principal` either way.
+credentials in the request decides: :class:`ApiKeyAuthenticator` (``Authorization: Bearer kk_...``),
+and, where the API is served on the gateway's login host (``https://login.../api/v1``, for the
+console), :class:`SessionCookieAuthenticator`: the login session's cookie, and for every method but
+GET and HEAD an ``X-CSRF-Token`` header equal to the ``__Host-kokoa_csrf`` cookie (and an Origin, if
+sent, that is the login host's), else 403. Handlers see a :class:`Principal` either way.
 
 Authorization: an instance-wide key (``org_id`` None) may do everything. An organization's key may act
 only under ``/orgs/{its org}`` (and list its own organization). Scopes: ``read`` allows GET only;
@@ -45,6 +45,8 @@ class Principal:
     can_write: bool
     kind: str = "api_key"
     key_id: str | None = None
+    #: A signed-in user's organizations and their role in each (kind "user").
+    orgs: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_api_key(cls, key: ApiKey) -> Principal:
@@ -111,9 +113,30 @@ async def authenticate(authenticators: list[Authenticator], request: IRequest) -
     raise unauthorized("authentication required: send Authorization: Bearer <API key>")
 
 
+#: Roles whose members may change their organization through the API (others only read it).
+WRITER_ROLES = frozenset({"Owner", "Admin"})
+
+
+def _authorize_user(principal: Principal, method: str, org_id: str | None, instance_only: bool) -> None:
+    if instance_only:
+        raise forbidden("only an instance-wide API key may do this")
+    if org_id is None:
+        if method not in SAFE_METHODS:
+            raise forbidden("only an API key may do this")
+        return
+    role = dict(principal.orgs).get(org_id)
+    if role is None:
+        raise forbidden("you are not a member of this organization")
+    if method not in SAFE_METHODS and role not in WRITER_ROLES:
+        raise forbidden(f"your role in this organization ({role}) may read, not change anything")
+
+
 def authorize(principal: Principal, method: str, org_id: str | None, *, instance_only: bool) -> None:
     """Refuse (403) what ``principal`` may not do: ``method`` on an object of ``org_id`` (None: not
     under an organization) or, with ``instance_only``, anything an organization's key may not do."""
+    if principal.kind == "user":
+        _authorize_user(principal, method, org_id, instance_only)
+        return
     if method in SAFE_METHODS:
         if not principal.can_read:
             raise forbidden("the API key has no read scope")
@@ -125,3 +148,57 @@ def authorize(principal: Principal, method: str, org_id: str | None, *, instance
         raise forbidden("only an instance-wide API key may do this")
     if org_id is not None and org_id != principal.org_id:
         raise forbidden("the API key belongs to another organization")
+
+
+class SessionCookieAuthenticator:
+    """The login host's session cookie (the console), with a CSRF check on every write.
+
+    ``gate`` is the gateway's :class:`kokoa.auth.AccessGate` (its identity cache and login origin)."""
+
+    COOKIE = b"__Host-kokoa_login"
+    CSRF_COOKIE = b"__Host-kokoa_csrf"
+
+    def __init__(self, store: Store, gate: object) -> None:
+        self.store = store
+        self.gate = gate
+
+    def authenticate(self, request: IRequest) -> Deferred[Principal | None]:
+        token = request.getCookie(self.COOKIE)
+        if not token:
+            return Deferred.fromCoroutine(_none())
+        return Deferred.fromCoroutine(self._check(request, token.decode("ascii", "replace")))
+
+    async def _check(self, request: IRequest, token: str) -> Principal:
+        from kokoa.auth._identities import SESSION
+        from kokoa.store import list_user_memberships
+
+        found = self.gate.identities.resolve(SESSION, token)  # type: ignore[attr-defined]
+        if isinstance(found, Deferred):
+            found = await found
+        identity = found.identity
+        if identity is None or found.host is not None or identity.resources:
+            raise unauthorized("the session has ended: sign in again")
+        method = request.method.decode("latin-1")
+        if method not in SAFE_METHODS:
+            self._check_csrf(request)
+        memberships = await self.store.run(list_user_memberships, identity.user_id)
+        orgs = tuple((m.org_id, m.role_name) for m in memberships)
+        return Principal(
+            actor=f"user:{identity.user_id}",
+            org_id=orgs[0][0] if orgs else "",
+            can_read=True,
+            can_write=any(role in WRITER_ROLES for _, role in orgs),
+            kind="user",
+            orgs=orgs,
+        )
+
+    def _check_csrf(self, request: IRequest) -> None:
+        import hmac
+
+        origin = request.getHeader(b"origin")
+        if origin is not None and origin.decode("latin-1") != self.gate.login_origin:  # type: ignore[attr-defined]
+            raise forbidden("the request comes from another site (CSRF protection)")
+        expected = request.getCookie(self.CSRF_COOKIE) or b""
+        sent = request.getHeader(b"x-csrf-token") or b""
+        if not expected or not hmac.compare_digest(expected, sent):
+            raise forbidden("send the X-CSRF-Token header with the value of the __Host-kokoa_csrf cookie")

@@ -18,7 +18,7 @@ PATH_PARAMETER: dict[str, Any] = {
 
 DESCRIPTION = """\
 The admin API of a Kokoa gateway: organizations, their users, roles, sites, resources, targets,
-access grants and rules, API keys, and the audit log.
+access grants and rules, share links, members' sessions, API keys, and the audit and access logs.
 
 **Authentication**: `Authorization: Bearer <API key>`. An instance-wide key may do everything; an
 organization's key acts only under `/orgs/{its org}`. Scopes: `read` allows GET only, `write` and `*`
@@ -32,7 +32,8 @@ fault in `errors`, a 409 names the conflicting field. Request bodies are JSON ob
 **Lists** take `?limit=` (1 to 1000, default 100) and `?cursor=` (the previous page's
 `next_cursor`) and answer `{"items": [...], "next_cursor": ... | null}`.
 
-**Secrets** (a site's secret, an API key) are in the response that creates them, and never again.
+**Secrets** (a site's secret, an API key, a share link's or a reset link's token) are in the response
+that creates them, and never again.
 
 **Every write** is recorded in the audit log, in the same transaction.
 """
@@ -68,7 +69,12 @@ ERROR_RESPONSES: dict[str, tuple[int, dict[str, Any]]] = {
 
 
 #: Where the id of a created object is in the response body (JSON pointer), by response schema.
-ID_POINTERS = {"SiteWithSecret": "/site/id", "ApiKeyWithKey": "/api_key/id", "Membership": "/user_id"}
+ID_POINTERS = {
+    "SiteWithSecret": "/site/id",
+    "ApiKeyWithKey": "/api_key/id",
+    "ShareLinkWithToken": "/share_link/id",
+    "Membership": "/user_id",
+}
 
 
 def _links(route: Route) -> dict[str, Any]:

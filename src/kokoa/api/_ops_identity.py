@@ -29,6 +29,9 @@ def pick(body: dict[str, Any], *names: str) -> dict[str, Any]:
 async def list_orgs(call: Call) -> Reply:
     principal = call.principal
     assert principal is not None
+    if principal.kind == "user":
+        orgs = [await call.store.run(st.get_organization, org_id) for org_id, _ in principal.orgs]
+        return ok({"items": [jsonable(org) for org in orgs], "next_cursor": None})
     if principal.instance_wide:
         return ok(page(await call.store.run(st.list_organizations, **call.query)))
     org = await call.store.run(st.get_organization, principal.org_id)
@@ -292,9 +295,21 @@ async def create_api_key(call: Call) -> Reply:
     expires = call.body.get("expires_at")
     expires_at = None if expires is None else parse_datetime(expires)
 
+    user_id = call.body.get("user_id")
+
     def tx(conn: Connection) -> tuple[st.ApiKey, str]:
+        if user_id is not None:
+            try:
+                st.get_membership(conn, org_id, user_id)
+            except st.NotFound:
+                raise st.Invalid("user_id", "is not a member of the organization") from None
         key, secret = st.create_api_key(
-            conn, call.body["name"], org_id=org_id, scopes=call.body["scopes"], expires_at=expires_at
+            conn,
+            call.body["name"],
+            org_id=org_id,
+            scopes=call.body["scopes"],
+            expires_at=expires_at,
+            created_by=user_id,
         )
         call.audit(conn, "api_key.create", org_id=org_id, kind="api_key", object_id=key.id, after=key)
         return key, secret

@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kokoa.store import RESOURCE_KINDS
+from kokoa.store import ACCESS_KINDS, ACCESS_OUTCOMES, RESOURCE_KINDS
 
+from . import _ops_access as access
 from . import _ops_config as config
 from . import _ops_identity as identity
 from ._call import Call, Reply
@@ -30,6 +31,17 @@ AUDIT_QUERY: Mapping[str, Any] = {
     "object_id": string(100),
     "since": {**DATETIME, "description": "entries at or after this time"},
     "until": {**DATETIME, "description": "entries before this time"},
+    **PAGE,
+}
+ACCESS_QUERY: Mapping[str, Any] = {
+    "resource_id": string(40),
+    "user_id": string(40),
+    "subject": string(254, description="an email address, or a share link's name"),
+    "kind": {"type": "string", "enum": list(ACCESS_KINDS)},
+    "outcome": {"type": "string", "enum": list(ACCESS_OUTCOMES)},
+    "client_address": string(64),
+    "since": {**DATETIME, "description": "rows at or after this time"},
+    "until": {**DATETIME, "description": "rows before this time"},
     **PAGE,
 }
 
@@ -70,6 +82,8 @@ class Route:
 
 ORG = "/orgs/{org}"
 RES = ORG + "/resources/{resource}"
+LINK = RES + "/share-links/{link}"
+SESSIONS = ORG + "/users/{user}/sessions"
 
 # fmt: off
 ROUTES: tuple[Route, ...] = (
@@ -176,6 +190,31 @@ ROUTES: tuple[Route, ...] = (
           response="Rule", body="RuleUpdate"),
     Route("DELETE", RES + "/rules/{rule}", config.delete_rule, "Delete a rule", "access",
           status=204),
+    # share links
+    Route("GET", RES + "/share-links", access.list_share_links, "List a resource's share links",
+          "share-links", response="ShareLinkPage", query=PAGE),
+    Route("POST", RES + "/share-links", access.create_share_link,
+          "Create a share link (its token shown once)", "share-links",
+          status=201, response="ShareLinkWithToken", body="ShareLinkCreate"),
+    Route("GET", LINK, access.get_share_link, "Get a share link", "share-links",
+          response="ShareLink"),
+    Route("DELETE", LINK, access.delete_share_link, "Delete a share link", "share-links",
+          status=204),
+    Route("POST", LINK + "/revoke", access.revoke_share_link,
+          "Make a share link unusable (kept for the record)", "share-links", response="ShareLink"),
+    # members' sessions and password-reset links
+    Route("GET", SESSIONS, access.list_user_sessions, "List a member's active sessions", "sessions",
+          response="SessionPage", query=PAGE),
+    Route("POST", SESSIONS + "/revoke", access.revoke_user_sessions, "End every session of a member",
+          "sessions", response="SessionRevocation"),
+    Route("DELETE", SESSIONS + "/{session}", access.revoke_user_session, "End a member's session",
+          "sessions", status=204),
+    Route("POST", ORG + "/invitations", access.create_invitation,
+          "Invite someone by email: an invited member, and a one-time link to set a password (7 days)",
+          "members", status=201, response="Invitation", body="InvitationCreate", references=("role_id",)),
+    Route("POST", ORG + "/users/{user}/password-reset", access.create_password_reset,
+          "Make a one-time link to set a new password (valid for an hour; shown once)", "sessions",
+          response="PasswordResetLink"),
     # API keys
     Route("GET", ORG + "/api-keys", identity.list_api_keys, "List the organization's API keys", "api-keys",
           response="ApiKeyPage", query=PAGE),
@@ -190,5 +229,11 @@ ROUTES: tuple[Route, ...] = (
           response="AuditEntryPage", query=AUDIT_QUERY),
     Route("GET", "/audit", identity.list_audit, "The whole audit log (instance keys)", "audit",
           response="AuditEntryPage", query={"org_id": string(40), **AUDIT_QUERY}, instance_only=True),
+    # the access log
+    Route("GET", ORG + "/access-log", access.list_org_access_log,
+          "The organization's access log (decisions and sign-ins), newest first", "access-log",
+          response="AccessEntryPage", query=ACCESS_QUERY),
+    Route("GET", "/access-log", access.list_access_log, "The whole access log (instance keys)", "access-log",
+          response="AccessEntryPage", query={"org_id": string(40), **ACCESS_QUERY}, instance_only=True),
 )
 # fmt: on

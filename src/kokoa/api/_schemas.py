@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from kokoa.store import LB_METHODS, MAX_HSTS_MAX_AGE, MAX_LIMIT, RESOURCE_KINDS, RULE_ACTIONS, USER_STATUSES
+from kokoa.store import (
+    ACCESS_KINDS,
+    ACCESS_OUTCOMES,
+    LB_METHODS,
+    MAX_HSTS_MAX_AGE,
+    MAX_LIMIT,
+    RESOURCE_KINDS,
+    RULE_ACTIONS,
+    SESSION_KINDS,
+    USER_STATUSES,
+)
 
 NAME_LENGTH = 100
 ID_LENGTH = 40
@@ -24,6 +34,8 @@ MAX_WEIGHT = 1000
 EXPECTED_STATUS_LENGTH = 64
 #: The longest grace period a rotated-out site secret can be given (7 days).
 MAX_GRACE_SECONDS = 7 * 24 * 3600
+#: The most uses a share link can be given.
+MAX_SHARE_LINK_USES = 1_000_000
 #: The scopes an API key can be given here: "read" (GET only), "write" and "*" (everything).
 API_KEY_SCOPES = ("read", "write", "*")
 
@@ -67,7 +79,8 @@ def page_schema(item: str) -> JSON:
                 "description": "Pass as ?cursor= for the next page; null on the last page.",
             },
         },
-        description=f"One page of {item} objects, in creation order (the audit log: newest first).",
+        description=f"One page of {item} objects, in creation order (the audit and access logs: newest "
+        "first).",
     )
 
 
@@ -433,6 +446,11 @@ SCHEMAS: dict[str, JSON] = {
                 "description": "read: GET only; write or *: everything in the organization",
             },
             "expires_at": nullable(DATETIME),
+            "user_id": {
+                **ID,
+                "description": "A member this key acts for on protected resources (Authorization: Bearer "
+                "sends it there with the member's grants); without one the key reaches no resource",
+            },
         },
         ("name", "scopes"),
     ),
@@ -450,6 +468,114 @@ SCHEMAS: dict[str, JSON] = {
             "source_address": {"type": ["string", "null"]},
         }
     ),
+    # -- share links, sessions, password links and the access log ---------------------------------
+    "ShareLink": output(
+        {
+            "id": ID,
+            "resource_id": ID,
+            "name": NAME,
+            "prefix": {"type": "string"},
+            "expires_at": nullable(DATETIME),
+            "max_uses": {"type": ["integer", "null"], "description": "null: no limit"},
+            "uses": {"type": "integer", "minimum": 0},
+            "revoked_at": nullable(DATETIME),
+            "created_by": {"type": ["string", "null"], "description": "who made it: key:<prefix>, user:<id>"},
+            **_TIMESTAMPS,
+        },
+        description="A share link as listed: its prefix, never the token.",
+    ),
+    "ShareLinkWithToken": output(
+        {
+            "share_link": ref("ShareLink"),
+            "token": {
+                "type": "string",
+                "description": "The link's token: shown this once, never again. Visitors open "
+                "https://<the resource's hostname>/.kokoa/share/<token>",
+            },
+        }
+    ),
+    "ShareLinkCreate": obj(
+        {
+            "name": NAME,
+            "expires_at": nullable(DATETIME),
+            "max_uses": nullable(
+                integer(1, MAX_SHARE_LINK_USES, description="How many times the link may be opened")
+            ),
+        },
+        ("name",),
+        description="A link that signs anyone holding it in to this HTTP resource alone; null expires_at "
+        "and max_uses (the defaults): no limit.",
+    ),
+    "Session": output(
+        {
+            "id": ID,
+            "kind": {"type": "string", "enum": list(SESSION_KINDS)},
+            "user_id": {"type": ["string", "null"]},
+            "parent_id": {"type": ["string", "null"], "description": "host sessions: their login session"},
+            "resource_id": {"type": ["string", "null"]},
+            "subject": {"type": ["string", "null"]},
+            "method": {"type": "string", "description": "how they signed in: password, oidc:<provider>..."},
+            "host": {"type": ["string", "null"]},
+            "created_at": DATETIME,
+            "last_seen_at": DATETIME,
+            "expires_at": DATETIME,
+            "revoked_at": nullable(DATETIME),
+            "source_address": {"type": ["string", "null"]},
+            "user_agent": {"type": ["string", "null"]},
+        },
+        description="A sign-in session (never its token).",
+    ),
+    "SessionRevocation": output(
+        {"revoked": {"type": "integer", "minimum": 0, "description": "how many sessions were ended"}}
+    ),
+    "InvitationCreate": obj({"email": string(EMAIL_LENGTH), "role_id": ID}, ("email", "role_id")),
+    "Invitation": output(
+        {
+            "user": ref("User"),
+            "token": {"type": "string", "description": "The one-time token: shown this once, never again."},
+            "expires_at": DATETIME,
+            "path": {
+                "type": "string",
+                "description": "Where the gateway's login host takes it: send https://<login host><path>",
+            },
+        }
+    ),
+    "PasswordResetLink": output(
+        {
+            "token": {"type": "string", "description": "The one-time token: shown this once, never again."},
+            "expires_at": DATETIME,
+            "path": {
+                "type": "string",
+                "description": "Where the gateway's login host takes it: send https://<login host><path>",
+            },
+        }
+    ),
+    "AccessEntry": output(
+        {
+            "id": {"type": "integer"},
+            "at": DATETIME,
+            "org_id": {"type": ["string", "null"]},
+            "resource_id": {"type": ["string", "null"]},
+            "kind": {"type": "string", "enum": list(ACCESS_KINDS)},
+            "outcome": {"type": "string", "enum": list(ACCESS_OUTCOMES)},
+            "reason": {"type": "string"},
+            "user_id": {"type": ["string", "null"]},
+            "subject": {
+                "type": ["string", "null"],
+                "description": "an email address, or a share link's name",
+            },
+            "method": {"type": ["string", "null"]},
+            "host": {"type": ["string", "null"]},
+            "path": {"type": ["string", "null"]},
+            "client_address": {"type": ["string", "null"]},
+            "rule_id": {"type": ["string", "null"]},
+            "count": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "alike allowed requests written as one row",
+            },
+        }
+    ),
     "Status": {"type": "object", "description": "The gateway's live status (sites online, tunnels)."},
 }
 
@@ -457,6 +583,8 @@ for _item in ("Organization", "Role", "Membership", "User", "Site", "Resource", 
     SCHEMAS[f"{_item}Page"] = page_schema(_item)
 SCHEMAS["ApiKeyPage"] = page_schema("ApiKey")
 SCHEMAS["AuditEntryPage"] = page_schema("AuditEntry")
+for _item in ("ShareLink", "Session", "AccessEntry"):
+    SCHEMAS[f"{_item}Page"] = page_schema(_item)
 
 #: Query parameters shared by every list.
 LIMIT: JSON = integer(1, MAX_LIMIT, description="Items per page (default 100)")

@@ -46,8 +46,10 @@ from ._access import (
     list_rules,
     update_rule,
 )
+from ._access_log import ACCESS_KINDS, ACCESS_OUTCOMES, AccessEntry, append_access, list_access, prune_access
 from ._audit import AuditEntry, append_audit, jsonable, list_audit
 from ._common import DEFAULT_LIMIT, MAX_LIMIT, NOTIFY_CHANNEL, UNSET, Change, Page, Unset, new_id
+from ._email_codes import MAX_LIVE_EMAIL_CODES, create_email_code, verify_email_code
 from ._engine import database_url
 from ._errors import Conflict, Invalid, NotFound, SchemaMismatch, StoreError
 from ._keys import (
@@ -122,6 +124,7 @@ from ._sessions import (
     get_session,
     list_sessions,
     lookup_session,
+    lookup_user_identity,
     new_token,
     prune_sessions,
     redeem_auth_code,
@@ -129,6 +132,16 @@ from ._sessions import (
     revoke_user_sessions,
     token_hash,
     touch_sessions,
+)
+from ._share_links import (
+    SHARE_LINK_PREFIX,
+    ShareLink,
+    create_share_link,
+    delete_share_link,
+    get_share_link,
+    list_share_links,
+    redeem_share_link,
+    revoke_share_link,
 )
 from ._sites import (
     SECRET_GRACE_PERIOD,
@@ -146,6 +159,7 @@ from ._sites import (
 )
 from ._snapshot import Snapshot, changes_since, config_version, load_snapshot, prune_changes
 from ._store import POSTGRES_THREADS, Store, StoreClosed, open_engine
+from ._user_tokens import USER_TOKEN_PURPOSES, create_user_token, peek_user_token, redeem_user_token
 from ._users import (
     USER_STATUSES,
     User,
@@ -164,6 +178,8 @@ from ._users import (
 )
 
 __all__ = [
+    "ACCESS_KINDS",
+    "ACCESS_OUTCOMES",
     "ADMIN",
     "AUTH_CODE_LIFETIME",
     "BUILTIN_ROLES",
@@ -173,6 +189,7 @@ __all__ = [
     "LB_METHODS",
     "MAX_HSTS_MAX_AGE",
     "MAX_LIMIT",
+    "MAX_LIVE_EMAIL_CODES",
     "MAX_WEIGHT",
     "MEMBER",
     "NOTIFY_CHANNEL",
@@ -183,9 +200,12 @@ __all__ = [
     "RULE_ACTIONS",
     "SECRET_GRACE_PERIOD",
     "SESSION_KINDS",
+    "SHARE_LINK_PREFIX",
     "TARGET_SCHEMES",
     "UNSET",
     "USER_STATUSES",
+    "USER_TOKEN_PURPOSES",
+    "AccessEntry",
     "ApiKey",
     "AuditEntry",
     "Change",
@@ -203,6 +223,7 @@ __all__ = [
     "SchemaMismatch",
     "Session",
     "SessionIdentity",
+    "ShareLink",
     "Site",
     "SiteCredentials",
     "Snapshot",
@@ -213,6 +234,7 @@ __all__ = [
     "Unset",
     "User",
     "add_member",
+    "append_access",
     "append_audit",
     "authenticate_api_key",
     "authenticate_site",
@@ -221,15 +243,18 @@ __all__ = [
     "config_version",
     "create_api_key",
     "create_auth_code",
+    "create_email_code",
     "create_grant",
     "create_organization",
     "create_resource",
     "create_role",
     "create_rule",
     "create_session",
+    "create_share_link",
     "create_site",
     "create_target",
     "create_user",
+    "create_user_token",
     "current_revision",
     "database_url",
     "delete_api_key",
@@ -238,6 +263,7 @@ __all__ = [
     "delete_resource",
     "delete_role",
     "delete_rule",
+    "delete_share_link",
     "delete_site",
     "delete_target",
     "delete_user",
@@ -252,6 +278,7 @@ __all__ = [
     "get_role_by_name",
     "get_rule",
     "get_session",
+    "get_share_link",
     "get_site",
     "get_site_credentials",
     "get_target",
@@ -261,6 +288,7 @@ __all__ = [
     "head_revision",
     "jsonable",
     "key_prefix",
+    "list_access",
     "list_api_keys",
     "list_audit",
     "list_grants",
@@ -270,24 +298,31 @@ __all__ = [
     "list_roles",
     "list_rules",
     "list_sessions",
+    "list_share_links",
     "list_sites",
     "list_targets",
     "list_user_memberships",
     "list_users",
     "load_snapshot",
     "lookup_session",
+    "lookup_user_identity",
     "mark_site_seen",
     "new_id",
     "new_token",
     "open_engine",
     "password_hash_for",
+    "peek_user_token",
+    "prune_access",
     "prune_changes",
     "prune_sessions",
     "redeem_auth_code",
+    "redeem_share_link",
+    "redeem_user_token",
     "remove_member",
     "revisions",
     "revoke_api_key",
     "revoke_session",
+    "revoke_share_link",
     "revoke_user_sessions",
     "rotate_site_secret",
     "set_member_role",
@@ -304,5 +339,6 @@ __all__ = [
     "update_target",
     "update_user",
     "upgrade",
+    "verify_email_code",
     "verify_password",
 ]

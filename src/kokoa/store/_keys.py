@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Row, Table, delete, insert, select, update
 
 from kokoa.secrets import generate_secret, hash_secret, verify_secret
 
@@ -36,7 +36,6 @@ from ._errors import Invalid
 
 KEY_PREFIX = "kk_"
 PREFIX_RANDOM_CHARS = 8
-_PREFIX_LENGTH = len(KEY_PREFIX) + PREFIX_RANDOM_CHARS
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +80,12 @@ def _key(row: Row[Any]) -> ApiKey:
     )
 
 
-def _new_prefix(conn: Connection) -> str:
+def new_prefix(conn: Connection, table: Table, marker: str) -> str:
+    """A visible prefix ``<marker><8 random characters>`` that no row of ``table`` has yet (API keys,
+    share links: any table with a ``prefix`` column)."""
     while True:  # 36**8 prefixes: a clash is rare, and then we draw again
-        prefix = KEY_PREFIX + "".join(secrets.choice(ID_ALPHABET) for _ in range(PREFIX_RANDOM_CHARS))
-        if conn.execute(select(s.api_keys.c.id).where(s.api_keys.c.prefix == prefix)).first() is None:
+        prefix = marker + "".join(secrets.choice(ID_ALPHABET) for _ in range(PREFIX_RANDOM_CHARS))
+        if conn.execute(select(table.c.id).where(table.c.prefix == prefix)).first() is None:
             return prefix
 
 
@@ -109,7 +110,7 @@ def create_api_key(
     checked_scopes = v.scopes(scopes)
     if expires_at is not None and v.aware(expires_at, "expires_at") <= now:
         raise Invalid("expires_at", "must be in the future")
-    prefix = _new_prefix(conn)
+    prefix = new_prefix(conn, s.api_keys, KEY_PREFIX)
     key = f"{prefix}_{generate_secret()}"
     key_id = new_id("key")
     conn.execute(
@@ -198,16 +199,22 @@ def delete_api_key(conn: Connection, key_id: str, *, now: datetime | None = None
     record_change(conn, "api_key", key_id, "delete", current.org_id, now)
 
 
-def key_prefix(presented: str) -> str | None:
-    """The prefix of a presented key, or None if it does not look like a Kokoa API key."""
+def token_prefix(presented: str, marker: str) -> str | None:
+    """The prefix of a presented ``<marker><8 characters>_<secret>`` token, or None if it is not one."""
+    length = len(marker) + PREFIX_RANDOM_CHARS
     if (
         not isinstance(presented, str)
-        or not presented.startswith(KEY_PREFIX)
-        or len(presented) <= _PREFIX_LENGTH + 1
-        or presented[_PREFIX_LENGTH] != "_"
+        or not presented.startswith(marker)
+        or len(presented) <= length + 1
+        or presented[length] != "_"
     ):
         return None
-    return presented[:_PREFIX_LENGTH]
+    return presented[:length]
+
+
+def key_prefix(presented: str) -> str | None:
+    """The prefix of a presented key, or None if it does not look like a Kokoa API key."""
+    return token_prefix(presented, KEY_PREFIX)
 
 
 def authenticate_api_key(

@@ -187,24 +187,19 @@ def lookup_session(
         if parent is None or not _valid(parent, idle_timeout, now):
             return None
         last_seen, expires = max(last_seen, parent.last_seen_at), min(expires, parent.expires_at)
-    email = display_name = None
-    role_ids: frozenset[str] = frozenset()
-    role_names: tuple[str, ...] = ()
     if row.user_id is not None:
-        user = conn.execute(select(s.users).where(s.users.c.id == row.user_id)).one_or_none()
-        if user is None or user.status != "active":
+        user = lookup_user_identity(conn, row.user_id)
+        if user is None:
             return None
-        email, display_name = user.email, user.display_name
-        roles = conn.execute(
-            select(s.roles.c.id, s.roles.c.name)
-            .select_from(s.memberships.join(s.roles, s.roles.c.id == s.memberships.c.role_id))
-            .where(s.memberships.c.user_id == row.user_id)
-            .order_by(s.roles.c.name)
-        ).all()
-        role_ids = frozenset(r.id for r in roles)
-        role_names = tuple(dict.fromkeys(r.name for r in roles))
+        email, display_name, role_ids, role_names = (
+            user.email,
+            user.display_name,
+            user.role_ids,
+            user.role_names,
+        )
     else:
         email = row.subject if row.method == "email" else None
+        display_name, role_ids, role_names = None, frozenset(), ()
     return SessionIdentity(
         row.id,
         row.kind,
@@ -218,6 +213,35 @@ def lookup_session(
         role_names,
         expires,
         last_seen,
+    )
+
+
+def lookup_user_identity(conn: Connection, user_id: str) -> SessionIdentity | None:
+    """An active user's identity (email, roles in every organization), as a session would carry it
+    (``session_id`` is empty); None for an unknown or inactive user."""
+    user = conn.execute(select(s.users).where(s.users.c.id == user_id)).one_or_none()
+    if user is None or user.status != "active":
+        return None
+    roles = conn.execute(
+        select(s.roles.c.id, s.roles.c.name)
+        .select_from(s.memberships.join(s.roles, s.roles.c.id == s.memberships.c.role_id))
+        .where(s.memberships.c.user_id == user_id)
+        .order_by(s.roles.c.name)
+    ).all()
+    far = user.created_at + timedelta(days=36500)
+    return SessionIdentity(
+        "",
+        "user",
+        user.id,
+        user.email,
+        user.display_name,
+        None,
+        "user",
+        None,
+        frozenset(r.id for r in roles),
+        tuple(dict.fromkeys(r.name for r in roles)),
+        far,
+        user.updated_at,
     )
 
 
