@@ -479,15 +479,28 @@ class Kokoa:
         return site_id
 
     def create_http_resource(
-        self, name: str, hostname: str, site_id: str, target_port: int, path_prefix: str = "/"
+        self,
+        name: str,
+        hostname: str,
+        site_id: str,
+        target_port: int,
+        path_prefix: str = "/",
+        public: bool = True,
     ) -> dict[str, Any]:
         """An HTTP resource (routed by ``hostname``) through the admin API, with one http target
-        127.0.0.1:``target_port`` next to the edge of ``site_id``. Returns the resource."""
+        127.0.0.1:``target_port`` next to the edge of ``site_id``. Returns the resource (public
+        unless told otherwise: protected ones need a session or a token)."""
         org = self.org_id()
         resource = self.api(
             "POST",
             f"/orgs/{org}/resources",
-            {"name": name, "kind": "http", "hostname": hostname, "path_prefix": path_prefix},
+            {
+                "name": name,
+                "kind": "http",
+                "hostname": hostname,
+                "path_prefix": path_prefix,
+                "public": public,
+            },
         )
         self.api(
             "POST",
@@ -826,12 +839,17 @@ def run_wrk(
     connections: int,
     path: str = "/small.txt",
     host: str | None = None,
+    scheme: str = "http",
+    headers: Sequence[str] = (),
 ) -> WrkResult:
-    """``wrk --latency`` against 127.0.0.1:``port``; ``host`` sets the Host header (HTTP routing)."""
-    url = f"http://{LOOPBACK}:{port}{path}"
+    """``wrk --latency`` against 127.0.0.1:``port``; ``host`` sets the Host header (HTTP routing),
+    ``headers`` are more ("Name: value"). Over https, wrk does not verify the certificate."""
+    url = f"{scheme}://{LOOPBACK}:{port}{path}"
     argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency"]
     if host:
         argv += ["-H", f"Host: {host}"]
+    for header in headers:
+        argv += ["-H", header]
     done = subprocess.run([*argv, url], capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}): {done.stderr.strip()[-500:]}")

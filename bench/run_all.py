@@ -30,6 +30,7 @@ BENCHMARKS = [
     "http_rate",
     "http_download",
     "http_parsers",
+    "http_auth",
 ]
 #: Upper bound for one benchmark process, seconds.
 TIMEOUT = 3 * 3600

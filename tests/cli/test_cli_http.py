@@ -300,3 +300,76 @@ def test_resource_add_errors_are_clear_and_leave_nothing(live, capsys):
     )
     assert "409" in capsys.readouterr().err
     assert live.resources() == {}
+
+
+def test_resource_grant_by_role_and_by_member(live, capsys):
+    live.api.post(f"/orgs/{live.org}/sites", {"name": "home"})
+    assert (
+        live.kokoa(
+            "resource", "add", "app", "--site", "home", "--host", "app.example.com", "--target", "http://h:1"
+        )
+        == 0
+    )
+    assert live.resources()["app"]["public"] is False  # HTTP resources are protected unless --public
+    assert live.kokoa("resource", "grant", "app", "--role", "Member") == 0
+    assert "role 'Member' may now reach 'app'" in capsys.readouterr().out
+    user = live.api.post("/users", {"email": "zoe@example.com", "password": "long enough"})
+    roles = {r["name"]: r["id"] for r in live.api.all(f"/orgs/{live.org}/roles")}
+    live.api.post(f"/orgs/{live.org}/members", {"user_id": user["id"], "role_id": roles["Admin"]})
+    assert live.kokoa("resource", "grant", "app", "--user", "zoe@example.com") == 0
+    grants = live.api.all(f"/orgs/{live.org}/resources/{live.resources()['app']['id']}/grants")
+    assert {g["role_id"] for g in grants} >= {roles["Member"]} and user["id"] in {
+        g["user_id"] for g in grants
+    }
+    capsys.readouterr()
+    assert live.kokoa("resource", "grant", "app", "--role", "Nobody") == 2
+    assert "no role 'Nobody'" in capsys.readouterr().err
+    assert live.kokoa("resource", "grant", "app", "--user", "nobody@example.com") == 2
+    assert live.kokoa("resource", "grant", "nothing", "--role", "Member") == 2
+    assert (
+        live.kokoa(
+            "resource",
+            "add",
+            "open",
+            "--site",
+            "home",
+            "--host",
+            "o.example.com",
+            "--target",
+            "http://h:1",
+            "--public",
+        )
+        == 0
+    )
+    assert live.resources()["open"]["public"] is True
+
+
+def test_init_without_a_password_prints_a_one_time_link(tmp_path, capsys):
+    from kokoa import store as st
+    from kokoa.cli import main as kokoa_main
+
+    data = tmp_path / "data"
+    assert (
+        kokoa_main(
+            [
+                "-d",
+                str(data),
+                "init",
+                "--email",
+                "owner@example.com",
+                "--login-url",
+                "https://login.example.com",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    token = out.split("https://login.example.com/setup?token=", 1)[1].split()[0]
+    engine, _ = st.open_engine(st.database_url(data, None))
+    try:
+        with engine.begin() as conn:
+            user = st.peek_user_token(conn, token, "setup")
+            assert user is not None and user.email == "owner@example.com" and user.status == "invited"
+            assert not user.has_password
+    finally:
+        engine.dispose()

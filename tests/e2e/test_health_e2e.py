@@ -80,7 +80,9 @@ def test_an_unhealthy_target_gets_no_requests_until_it_recovers(deployment):
     d.start_edge(d.site)
     d.wait_tunnels(d.site, 2)
     resource = d.api(
-        "POST", f"/orgs/{d.org}/resources", {"name": "app", "kind": "http", "hostname": "app.test"}
+        "POST",
+        f"/orgs/{d.org}/resources",
+        {"name": "app", "kind": "http", "hostname": "app.test", "public": True},
     )
     check = {"enabled": True, "path": "/health", "interval": 1, "timeout": 1}
     check |= {"healthy_threshold": 1, "unhealthy_threshold": 2}
@@ -124,7 +126,9 @@ def test_failover_to_the_healthy_target_of_two(deployment):
         d.start_edge(d.site)
         d.wait_tunnels(d.site, 2)
         resource = d.api(
-            "POST", f"/orgs/{d.org}/resources", {"name": "app", "kind": "http", "hostname": "app.test"}
+            "POST",
+            f"/orgs/{d.org}/resources",
+            {"name": "app", "kind": "http", "hostname": "app.test", "public": True},
         )
         check = {"enabled": True, "path": "/health", "interval": 1, "timeout": 1}
         check |= {"healthy_threshold": 1, "unhealthy_threshold": 1}

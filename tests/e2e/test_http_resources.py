@@ -59,7 +59,7 @@ class HttpDeployment(Deployment):
         resource = self.api(
             "POST",
             f"/orgs/{self.org}/resources",
-            {"name": name, "kind": "http", "hostname": hostname, **fields},
+            {"name": name, "kind": "http", "hostname": hostname, "public": True, **fields},
         )
         for port in ports:
             self.api(

@@ -147,6 +147,7 @@ async def test_http_resources_carry_their_settings_and_usable_targets(served):
         sticky=True,
         redirect_https=False,
         hsts_max_age=600,
+        org_id=app.org_id,
     )
     assert found.targets[0].health_check.kind == "http"
     assert s.directory.tcp_resources() == []  # HTTP resources are not TCP listeners
@@ -159,7 +160,9 @@ async def test_resources_without_targets_and_disabled_ones_are_listed(served):
     off = await s.run(_resource(s, "off", enabled=False))
     await s.run(st.create_target, off.id, s.home, "10.0.0.9", 80)
     listed = {r.name: r for r in s.directory.http_resources()}
-    assert listed["empty"] == HTTPResource(empty.id, "empty", "empty.example.com", "/", ())
+    assert listed["empty"] == HTTPResource(
+        empty.id, "empty", "empty.example.com", "/", (), org_id=empty.org_id
+    )
     assert listed["off"].enabled is False and len(listed["off"].targets) == 1
 
 

@@ -13,7 +13,7 @@ import sys
 from kokoa import __version__
 from kokoa.store import LB_METHODS
 
-from . import _apply, _commands, _init, _site_secret
+from . import _apply, _commands, _connect, _init, _site_secret
 from ._client import ApiError
 
 
@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
         "--org-name", dest="org", default="default", help="the organization's name (default: default)"
     )
     init.add_argument("--password-file", help="file holding the owner's password")
+    init.add_argument(
+        "--login-url",
+        default=_init.DEFAULT_LOGIN_URL,
+        help="the gateway's login host, for the link that sets the owner's password when no "
+        f"--password-file is given (default: {_init.DEFAULT_LOGIN_URL}, as `make run` serves it)",
+    )
     init.add_argument("--database", help="postgresql://... (default: SQLite in the data directory)")
     init.set_defaults(run=_init.run)
 
@@ -76,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
         "--sticky", action="store_true", default=None, help="HTTP resource: pin each client to a target"
     )
     add.add_argument(
+        "--public",
+        action="store_true",
+        default=None,
+        help="HTTP resource: anyone may reach it without signing in (default: sign-in and a grant)",
+    )
+    add.add_argument(
         "--redirect-https",
         action="store_true",
         default=None,
@@ -88,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
         help="HTTP resource: send Strict-Transport-Security with this max-age on HTTPS answers",
     )
     add.set_defaults(run=_commands.resource_add)
+    grant = resource.add_parser("grant", help="let a role's members, or one member, reach a resource")
+    grant.add_argument("name", help="the resource (name or id)")
+    who = grant.add_mutually_exclusive_group(required=True)
+    who.add_argument("--role", help="a role of the organization, e.g. Member")
+    who.add_argument("--user", help="a member, by email or id")
+    grant.set_defaults(run=_commands.resource_grant)
 
     apply = commands.add_parser("apply", help="make sites and resources match a YAML file (idempotent)")
     apply.add_argument("-f", "--file", required=True, help="the YAML file (see `kokoa apply --help`)")
@@ -104,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     secret.add_argument("site_id", help="the site's id, e.g. home-lab")
     secret.add_argument("--gateway", help="the gateway address the edge will dial (for the printed command)")
     secret.set_defaults(run=_site_secret.run)
+
+    _connect.add_parser(commands)
     return parser
 
 

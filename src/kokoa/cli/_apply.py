@@ -20,6 +20,7 @@ The file (YAML)::
         sticky: true                   # http only: pin clients to a target by cookie
         redirect_https: true           # http only: plain HTTP answers with a redirect to https
         hsts_max_age: 31536000         # http only: seconds of Strict-Transport-Security (0: none)
+        public: false                  # http only: true lets anyone in without signing in (default false)
         targets:
           - {site: home, target: "http://10.0.0.5:8080", weight: 2}
           - site: home
@@ -127,7 +128,7 @@ def parse(text: str, source: str) -> Desired:
 
 
 #: HTTP resources' settings (compared only when the file states them).
-_HTTP_SETTINGS = ("lb_method", "sticky", "redirect_https", "hsts_max_age")
+_HTTP_SETTINGS = ("lb_method", "sticky", "redirect_https", "hsts_max_age", "public")
 _RESOURCE_KEYS = {
     "name",
     "kind",
@@ -228,7 +229,7 @@ def _http_settings(entry: dict, node, source: str) -> dict:
                 f"{_at(source, entry['lb_method'])}: lb_method must be {' or '.join(LB_METHODS)}"
             )
         settings["lb_method"] = method
-    for key in ("sticky", "redirect_https"):
+    for key in ("sticky", "redirect_https", "public"):
         if key in entry:
             settings[key] = _bool(entry, key, node, source, False)
     if "hsts_max_age" in entry:

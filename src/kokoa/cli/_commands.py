@@ -106,6 +106,7 @@ def _http_settings(args: argparse.Namespace) -> dict:
         "sticky": True if args.sticky else None,
         "redirect_https": True if args.redirect_https else None,
         "hsts_max_age": args.hsts_max_age,
+        "public": True if args.public else None,
     }
 
 
@@ -164,3 +165,33 @@ def _availability(target: dict) -> str:
 def fail(message: str) -> int:
     print(f"kokoa: {message}", file=sys.stderr)
     return 2
+
+
+def resource_grant(args: argparse.Namespace) -> int:
+    """``kokoa resource grant NAME --role ROLE | --user EMAIL``: who may reach a protected resource."""
+    api = api_for(args)
+    org = organization(api, args.org)
+    resource = next(
+        (r for r in api.all(f"/orgs/{org['id']}/resources") if args.name in (r["id"], r["name"])), None
+    )
+    if resource is None:
+        raise ApiError(f"no resource {args.name!r} in organization {org['name']!r}")
+    if args.role:
+        roles = api.all(f"/orgs/{org['id']}/roles")
+        role = next((r for r in roles if args.role in (r["id"], r["name"])), None)
+        if role is None:
+            raise ApiError(f"no role {args.role!r} (there are: {', '.join(r['name'] for r in roles)})")
+        body, who = {"role_id": role["id"]}, f"role {role['name']!r}"
+    else:
+        members = api.all(f"/orgs/{org['id']}/members")
+        users = {u["id"]: u for u in api.all("/users")} if members else {}
+        member = next(
+            (m for m in members if args.user in (m["user_id"], users.get(m["user_id"], {}).get("email"))),
+            None,
+        )
+        if member is None:
+            raise ApiError(f"no member {args.user!r} in organization {org['name']!r}")
+        body, who = {"user_id": member["user_id"]}, f"user {args.user!r}"
+    api.post(f"/orgs/{org['id']}/resources/{resource['id']}/grants", body)
+    print(f"{who} may now reach {resource['name']!r} (after signing in)")
+    return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from kokoa import store as st
@@ -16,8 +17,15 @@ class InitError(Exception):
     """``kokoa init`` cannot go on; the message says why and what to do."""
 
 
+#: How long the one-time link that sets the owner's password stays valid.
+SETUP_LINK_LIFETIME = timedelta(days=7)
+#: The login host of a gateway started by ``make run`` (``--login-url`` names another).
+DEFAULT_LOGIN_URL = "https://login.localhost:8443"
+
+
 def init(data_dir: Path, email: str, org_name: str, password: str | None, database: str | None) -> dict:
-    """Blocking (a command line has no reactor): returns what was made."""
+    """Blocking (a command line has no reactor): returns what was made. Without a password the owner
+    is invited: ``setup_token`` is a one-time link's token that sets it."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_path = data_dir / ADMIN_KEY_FILE
     if key_path.exists():
@@ -32,7 +40,13 @@ def init(data_dir: Path, email: str, org_name: str, password: str | None, databa
                     f"the store at {_shown(url)} has organizations already: nothing to initialize"
                 )
             org = st.create_organization(conn, org_name)
-            user = st.create_user(conn, email, password=password)
+            status = "active" if password else "invited"
+            user = st.create_user(conn, email, password=password, status=status)
+            setup_token = None
+            if password is None:
+                setup_token = st.create_user_token(
+                    conn, user.id, "setup", lifetime=SETUP_LINK_LIFETIME, created_by="cli:init"
+                )
             st.add_member(conn, org.id, user.id, st.get_role_by_name(conn, org.id, st.OWNER).id)
             key, secret = st.create_api_key(conn, "kokoa init (admin)", org_id=None, scopes=["*"])
             st.append_audit(
@@ -54,7 +68,14 @@ def init(data_dir: Path, email: str, org_name: str, password: str | None, databa
         raise
     finally:
         engine.dispose()
-    return {"org": org, "user": user, "key_path": key_path, "revision": revision, "url": url}
+    return {
+        "org": org,
+        "user": user,
+        "key_path": key_path,
+        "revision": revision,
+        "url": url,
+        "setup_token": setup_token,
+    }
 
 
 def _write_secret_file(path: Path, text: str) -> None:
@@ -85,8 +106,13 @@ def run(args: argparse.Namespace) -> int:
     org, user = made["org"], made["user"]
     print(f"Initialized {_shown(made['url'])} (schema {made['revision']}).")
     print(f"  organization  {org.name}  ({org.id})")
-    print(f"  owner         {user.email}" + ("" if password else "  (no password yet: pass --password-file)"))
+    print(f"  owner         {user.email}")
     print(f"  admin API key {made['key_path']}  (mode 0600; the CLI and scripts use it)")
+    if made["setup_token"] is not None:
+        days = SETUP_LINK_LIFETIME.days
+        print()
+        print(f"The owner has no password yet. With the gateway running, open this link within {days} days:")
+        print(f"  {args.login_url.rstrip('/')}/setup?token={made['setup_token']}")
     print()
     print("Next: start the gateway on this data directory, then add a site:")
     print(f"  twistd --pidfile= -n kokoa --data-dir {args.data_dir}")

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kokoa.auth._settings import AuthSettings, parse_auth
 from kokoa.config import (
     ConfigError,
     check_keys,
@@ -56,6 +57,7 @@ _TOP_KEYS = {
     "https_dev_ca",
     "certificate",
     "acme",
+    "auth",
 }
 
 
@@ -83,6 +85,7 @@ class GatewayConfig:
     https_dev_ca: bool = True  # HTTPS hosts without another certificate get one from the dev CA
     certificates: list[tuple[Path, Path]] = field(default_factory=list)  # (cert, key) PEM files
     acme: dict | None = None  # AcmeSettings fields; None: no ACME
+    auth: AuthSettings = field(default_factory=AuthSettings)
     sites: list[Site] = field(default_factory=list)
     resources: list[TCPResource] = field(default_factory=list)
 
@@ -144,6 +147,8 @@ def load_gateway_config(path: str | Path | None) -> GatewayConfig:
     config.certificates = _parse_certificates(raw.get("certificate", []), base, where)
     if "acme" in raw:
         config.acme = _parse_acme(raw["acme"], base, f"{where} [acme]")
+    if "auth" in raw:
+        config.auth = parse_auth(raw["auth"], base, f"{where} [auth]")
     config.sites = _parse_sites(raw.get("sites", []), where)
     config.resources = _parse_resources(raw.get("resources", []), config.sites, where)
     return config

@@ -42,6 +42,7 @@ class TCPResource:
     target_port: int
     enabled: bool = True
     id: str = ""  # the store's id; config-file resources have none
+    org_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -105,6 +106,9 @@ class HTTPResource:
     sticky: bool = False  # pin a client to a target by cookie
     redirect_https: bool = False  # answer plain-HTTP requests with a redirect to https
     hsts_max_age: int = 0  # seconds; 0 sends no Strict-Transport-Security
+    org_id: str | None = None
+    #: How visitors without an account may sign in to it: "password", "pin", "email" (its own).
+    auth_methods: tuple[str, ...] = ()
 
 
 class AuthenticationFailed(Exception):
@@ -139,6 +143,9 @@ class ISiteDirectory(Interface):
 
     def subscribe(callback):
         """Call ``callback()`` after every change."""
+
+    def policies():
+        """The access policies of the resources (a kokoa.policy.PolicySet)."""
 
 
 @implementer(ISiteDirectory)
@@ -187,3 +194,8 @@ class StaticSiteDirectory:
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         self._subscribers.append(callback)
+
+    def policies(self):
+        from kokoa.policy import PolicySet
+
+        return PolicySet()  # the file's resources are not in the store: the gate leaves them be

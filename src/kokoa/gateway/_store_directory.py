@@ -89,6 +89,7 @@ class StoreSiteDirectory:
         self._sites: dict[str, Site] = {}
         self._resources: list[TCPResource] = []
         self._http_resources: list[HTTPResource] = []
+        self._policies = None
         self._subscribers: list[Callable[[], None]] = []
         self._dirty = False
         self._running: defer.Deferred | None = None
@@ -199,10 +200,22 @@ class StoreSiteDirectory:
                     target.port,
                     r.enabled,
                     id=r.id,
+                    org_id=r.org_id,
                 )
             )
         self._resources = resources
         self._http_resources = http_resources
+        from kokoa.policy import PolicySet
+
+        self._policies = PolicySet.build(
+            snapshot.rules,
+            snapshot.grants,
+            [r.id for r in snapshot.resources if r.public],
+            version=snapshot.version,
+            resources=[r.id for r in snapshot.resources],
+        )
+        for error in self._policies.errors:
+            log.error("access configuration error (the resource denies every request): {error}", error=error)
 
     # ----------------------------------------------------------- ISiteDirectory
 
@@ -246,6 +259,11 @@ class StoreSiteDirectory:
     def subscribe(self, callback: Callable[[], None]) -> None:
         self._subscribers.append(callback)
 
+    def policies(self):
+        from kokoa.policy import PolicySet
+
+        return self._policies if self._policies is not None else PolicySet()
+
 
 def _http_resource(resource, targets) -> HTTPResource:
     """The data plane's view of a store HTTP resource: its targets that may take requests (enabled,
@@ -262,7 +280,20 @@ def _http_resource(resource, targets) -> HTTPResource:
         sticky=resource.sticky,
         redirect_https=resource.redirect_https,
         hsts_max_age=resource.hsts_max_age,
+        org_id=resource.org_id,
+        auth_methods=_auth_methods(resource),
     )
+
+
+def _auth_methods(resource) -> tuple[str, ...]:
+    methods = []
+    if resource.has_password:
+        methods.append("password")
+    if resource.has_pin:
+        methods.append("pin")
+    if resource.auth_email_allow:
+        methods.append("email")
+    return tuple(methods)
 
 
 def _http_target(target) -> HTTPTarget:
@@ -329,3 +360,7 @@ class CombinedDirectory:
     def subscribe(self, callback: Callable[[], None]) -> None:
         for directory in self.directories:
             directory.subscribe(callback)
+
+    def policies(self):
+        """The store's policies (the file's resources have none: the gate leaves them be)."""
+        return self.directories[-1].policies()

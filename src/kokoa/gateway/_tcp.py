@@ -20,9 +20,10 @@ log = Logger()
 class TCPResourceFactory(Factory):
     """Accepts public connections for one resource and relays each over a new stream."""
 
-    def __init__(self, resource: TCPResource, registry: TunnelRegistry) -> None:
+    def __init__(self, resource: TCPResource, registry: TunnelRegistry, gate=None) -> None:
         self.resource = resource
         self.registry = registry
+        self.gate = gate  # kokoa.auth.AccessGate: the resource's address rules (store resources)
         self.active: set[RelaySide] = set()
 
     def buildProtocol(self, addr):
@@ -33,6 +34,10 @@ class TCPResourceFactory(Factory):
     def _connected(self, public: RelaySide) -> None:
         resource = self.resource
         peer = public.transport.getPeer()
+        if self.gate is not None and resource.id and not self.gate.check_connection(resource, peer.host):
+            public.other = None
+            public.transport.abortConnection()
+            return
         tunnel = self.registry.pick(resource.site_id)
         if tunnel is None:
             log.warn(
@@ -109,6 +114,7 @@ class TCPResourceService(MultiService):
         self.factories: dict[str, TCPResourceFactory] = {}
         self._lock = defer.DeferredLock()
         self._stopping = False
+        self.gate = None  # set by the gateway: checks each connection against the resource's rules
 
     @defer.inlineCallbacks
     def startService(self):
@@ -135,7 +141,7 @@ class TCPResourceService(MultiService):
 
     def listen(self, resource: TCPResource) -> defer.Deferred:
         """Listen for ``resource``; a port that cannot be had is logged, not fatal."""
-        factory = TCPResourceFactory(resource, self.registry)
+        factory = TCPResourceFactory(resource, self.registry, self.gate)
         endpoint = endpoints.serverFromString(self.reactor, resource.listen)
 
         def listening(port):

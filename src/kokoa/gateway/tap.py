@@ -337,16 +337,69 @@ def _certificate_manager(config: GatewayConfig, creds, reactor):
         raise usage.UsageError(str(e)) from None
 
 
+def _access_gate(config: GatewayConfig, front, store_service: StoreService, reactor):
+    """The gate in front of every resource, and the login host's pages (handed the connections for it)."""
+    from kokoa.auth._gate import AccessGate
+    from kokoa.auth._login import LoginApp
+
+    settings = config.auth
+    gate = AccessGate(settings, lambda: store_service.store, reactor, https_port=_port_of(config.https))
+    mailer = None
+    if settings.mail is not None:
+        from kokoa.auth._mail import Mailer, MailSettings
+
+        mailer = Mailer(MailSettings(**settings.mail), reactor)
+    clients = []
+    for provider in settings.oidc:
+        from kokoa.auth._oidc import OIDCClient, OIDCProviderConfig
+
+        clients.append(OIDCClient(OIDCProviderConfig(**provider), reactor))
+    login = LoginApp(gate, front, reactor, mailer=mailer, oidc=clients)
+    front.gate = gate
+    front.login_host = gate.login_host
+    front.login_site = login.site()
+    front.login_app = login
+    return gate
+
+
+def _behind_proxy(config: GatewayConfig, factory, reactor):
+    """With ``[auth] proxy_protocol``, the HTTP(S) listeners take a PROXY protocol header (v1 or v2)
+    from the ``trusted_proxies`` first, and refuse every other peer."""
+    if not config.auth.proxy_protocol:
+        return factory
+    from kokoa.http._client_address import TrustedProxies, proxy_protocol_factory
+
+    return proxy_protocol_factory(factory, TrustedProxies(config.auth.trusted_proxies), reactor=reactor)
+
+
+def _port_of(descriptions: list[str]) -> int | None:
+    for description in descriptions:
+        parts = description.split(":")
+        if len(parts) > 1 and parts[0] in ("tcp", "ssl") and parts[1].isdigit() and int(parts[1]):
+            return int(parts[1])
+    return None
+
+
 class HTTPFrontService(service.Service):
     """Loads the routing table at start; on stop, closes client and pooled upstream connections."""
 
-    def __init__(self, front) -> None:
+    def __init__(self, front, gate=None, https_listeners=()) -> None:
         self.front = front
+        self.gate = gate
+        self.https_listeners = https_listeners
 
     def startService(self):
         super().startService()
         self.front.reload()
         self.front.start()
+        if self.gate is not None:
+            for listener in self.https_listeners:
+                address = listener.address()
+                if address is not None:
+                    self.gate.https_port = address[1]  # the links it makes name the real port
+                    break
+            self.gate.reload(self.front.directory.policies())
+            self.gate.start()
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which otherwise stall requests for tens of ms on big heaps.
         gc.freeze()
@@ -355,6 +408,9 @@ class HTTPFrontService(service.Service):
         super().stopService()
         self.front.stop()
         self.front.close_all()
+        if self.gate is not None:
+            return self.gate.stop()
+        return None
 
 
 def makeService(options: Options, reactor=None) -> service.MultiService:
@@ -419,6 +475,7 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
         listeners[kind].append(svc)
 
     front = HTTPFront(directory, registry, reactor, config.http_front, health=handler.health)
+    gate = _access_gate(config, front, store_service, reactor)
     for description in config.tunnel:
         listen("tunnel", description, transports.tls_server_factory(factory, creds))
     for description in config.tunnel_ws:
@@ -427,30 +484,40 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     if config.api:
         api_root = AdminApiRoot()
         listen("api", config.api, _api_site(api_root))
-        store_service.ready.addCallback(
-            lambda store: api_root.attach(
-                store,
-                reactor,
-                status=lambda: status_snapshot(directory, registry, front),
-                port_available=lambda kind, port: port_available(kind, port, config.resource_interface),
-            )
-        )
+
+        def attach_api(store):
+            from kokoa.api import ApiKeyAuthenticator, SessionCookieAuthenticator, make_api_resource
+
+            options = {
+                "status": lambda: status_snapshot(directory, registry, front),
+                "port_available": lambda kind, port: port_available(kind, port, config.resource_interface),
+            }
+            api_root.attach(store, reactor, **options)
+            # The same API on the login host, for the console: API keys or the user's session cookie.
+            cookies = [ApiKeyAuthenticator(store), SessionCookieAuthenticator(store, gate)]
+            front.login_app.attach_api(make_api_resource(store, reactor, authenticators=cookies, **options))
+
+        store_service.ready.addCallback(attach_api)
     for description in config.http:
-        listen("http", description, front.factory("http"))
+        listen("http", description, _behind_proxy(config, front.factory("http"), reactor))
     certificates = _certificate_manager(config, creds, reactor)
     certificates.setServiceParent(top)
     front.acme_responder = certificates.challenge_response
     https_context = certificates.server_context_factory()
     for description in config.https:
-        listen("https", description, TLSMemoryBIOFactory(https_context, False, front.factory("https")))
+        tls = TLSMemoryBIOFactory(https_context, False, front.factory("https"))
+        listen("https", description, _behind_proxy(config, tls, reactor))
     store_service.setServiceParent(top)  # after the listeners: a port in use stops the start first
     tcp = TCPResourceService(directory, registry, reactor, DRAIN_TIMEOUT)
+    tcp.gate = gate
     tcp.setServiceParent(top)
 
     def configuration_changed() -> None:
         try:
             front.reload()
-            certificates.set_hostnames({r.hostname for r in directory.http_resources() if r.enabled})
+            gate.reload(directory.policies())
+            hostnames = {r.hostname for r in directory.http_resources() if r.enabled}
+            certificates.set_hostnames(hostnames | {gate.login_host})
             handler.configuration_changed()
         finally:
             tcp.reconcile()
@@ -464,8 +531,9 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     ConfigReloader(config_path, options, file_directory, reactor, certificates).setServiceParent(top)
     RuntimeInfo(config, creds, listeners).setServiceParent(top)
     DrainService(registry, reactor).setServiceParent(top)
-    HTTPFrontService(front).setServiceParent(top)
+    HTTPFrontService(front, gate, listeners["https"]).setServiceParent(top)
     top.front = front
+    top.gate = gate
     top.registry = registry
     top.directory = directory
     top.store_service = store_service

@@ -50,6 +50,9 @@ log = Logger()
 KiB = 1024
 GiB = 1024**3
 ACME_PREFIX = "/.well-known/acme-challenge/"
+INTERNAL_PREFIX = "/.kokoa/"
+#: Body bytes kept while the gate looks a credential up; beyond that the client is paused.
+HELD_BODY_LIMIT = 64 * KiB
 
 
 @dataclass
@@ -93,6 +96,11 @@ class HTTPFront:
         )
         self.connections: set[FrontProtocol] = set()
         self.requests = 0
+        #: Decides who may reach what (kokoa.auth.AccessGate); None: every routed request goes through.
+        self.gate = None
+        #: The login host and the twisted.web site that serves it (connections for it are handed over).
+        self.login_host: str | None = None
+        self.login_site = None
         self._sweeper: task.LoopingCall | None = None
 
     def reload(self) -> None:
@@ -201,6 +209,10 @@ class FrontProtocol(Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
         self._parsing: Exchange | None = None
+        # What arrived before the first request's head was complete: handed to the login site if
+        # that request is for the login host.
+        self._first: list[bytes] | None = [] if front.login_site is not None else None
+        self.handed_off = None  # the login site's channel, once the connection is its
 
     # ------------------------------------------------------------ connection
 
@@ -213,6 +225,9 @@ class FrontProtocol(Protocol):
         self.lost = True
         self.front.connections.discard(self)
         self._cancel_timer()
+        if self.handed_off is not None:
+            self.handed_off.connectionLost(reason)
+            return
         for exchange in self.queue:
             exchange.client_lost()
         self.queue.clear()
@@ -224,16 +239,27 @@ class FrontProtocol(Protocol):
         if self.raw_upstream is not None:
             self.raw_upstream.write(data)
             return
+        if self.handed_off is not None:
+            self.handed_off.dataReceived(data)
+            return
         if self.broken:
             return
+        if self._first is not None:
+            self._first.append(data)
         was_in_head = self._in_head
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
+            if self.handed_off is None and isinstance(e.__context__, _HandOver):
+                self._hand_over()
+                return
             self._upgrade_requested(data[e.args[0] :])
             return
         except httptools.HttpParserCallbackError as e:
             cause = e.__context__
+            if isinstance(cause, _HandOver):
+                self._hand_over()
+                return
             if isinstance(cause, BadRequest):
                 self._refuse(cause)
                 return
@@ -286,6 +312,11 @@ class FrontProtocol(Protocol):
             self._headers,
             parser.should_keep_alive(),
         )
+        if self.front.login_site is not None and head.host == self.front.login_host:
+            if self._first is not None and not self.queue:
+                raise _HandOver()
+            raise BadRequest("the login host is served on a connection of its own: connect again", 421)
+        self._first = None
         max_body = self.settings.max_body
         if max_body and head.content_length is not None and head.content_length > max_body:
             raise BadRequest(f"the request body is larger than this gateway accepts ({max_body} bytes)", 413)
@@ -313,6 +344,18 @@ class FrontProtocol(Protocol):
                 self.broken = True  # the client closes after this one: read nothing more
         if self.broken:
             self._pause("done")
+
+    def _hand_over(self) -> None:
+        """The connection's first request is for the login host: from now on, the login site (a
+        twisted.web Site) reads and answers this connection, starting from its first byte."""
+        data = b"".join(self._first or ())
+        self._first = None
+        self.broken = True
+        self._cancel_timer()
+        channel = self.front.login_site.buildProtocol(self.transport.getPeer())
+        self.handed_off = channel
+        channel.makeConnection(self.transport)
+        channel.dataReceived(data)
 
     # ------------------------------------------------------------ refusing
 
@@ -431,6 +474,8 @@ class FrontProtocol(Protocol):
 
     def check_deadlines(self, now: float) -> None:
         """Called by the sweep: time out the connection, or its exchange waiting for an answer."""
+        if self.handed_off is not None:
+            return  # the login site keeps its own time
         if self.queue:
             self.queue[0].check_deadline(now)
         if self._deadline is not None and now >= self._deadline and not self.lost:
@@ -450,6 +495,10 @@ class FrontProtocol(Protocol):
             if not self.queue:
                 self.write(error_response(408, "The request head did not arrive in time.", close=True))
         self.transport.loseConnection()
+
+
+class _HandOver(Exception):
+    """Raised in a parser callback to stop parsing: the connection goes to the login site."""
 
 
 class Exchange:
@@ -479,6 +528,10 @@ class Exchange:
         self._balanced = False
         self._attempts = 0
         self._producing_to_client = False
+        self.held = False  # waiting for the gate (the body is kept meanwhile, bounded)
+        self.identity_headers: list[tuple[bytes, bytes]] = []
+        self.drop_header: bytes | None = None  # a Kokoa token's header: not for the upstream
+        self.client_address: str = front_protocol.client_host
 
     # ------------------------------------------------------------ request side
 
@@ -503,6 +556,14 @@ class Exchange:
             if answer is not None:
                 self._respond(200, close=False, content_type=b"text/plain", body=answer)
                 return
+        gate = front.gate
+        if (
+            gate is not None
+            and head.target.path.startswith(INTERNAL_PREFIX)
+            and front.router.knows_host(head.host)
+        ):
+            gate.internal(self)
+            return
         route = front.router.route(head.host, head.target)
         if route is None:
             known = front.router.knows_host(head.host)
@@ -519,7 +580,57 @@ class Exchange:
             location = b"https://" + head.host.encode() + head.target.forwarded.encode()
             self._respond(308, close=False, extra=[(b"Location", location)])
             return
+        if gate is not None:
+            gate.check(self)  # calls proceed(), or answers
+            return
         self._forward()
+
+    # ------------------------------------------------------------ the gate's answers
+
+    def hold(self) -> None:
+        """The gate needs a moment (a database lookup): keep the body that arrives meanwhile."""
+        self.held = True
+
+    def waiting(self) -> bool:
+        """Whether this exchange still waits for the gate's answer (its client did not go, and
+        nothing else answered it meanwhile, such as a refused body)."""
+        client = self.client
+        return (
+            not client.lost and bool(client.queue) and client.queue[0] is self and not self.response_started
+        )
+
+    def proceed(self, identity_headers: list, drop_header: bytes | None, client_address: str) -> None:
+        """Allowed: forward the request, with these identity headers for the upstream."""
+        self.identity_headers = identity_headers
+        self.drop_header = drop_header
+        self.client_address = client_address
+        self._release()
+        self._forward()
+
+    def refuse(self, status: int, detail: str, headers: list | None = None) -> None:
+        self._release()
+        head = self.head
+        close = not head.keep_alive or not self.complete
+        response = error_response(
+            status,
+            detail,
+            head.accept,
+            close=close,
+            head=head.method == b"HEAD",
+            headers=tuple(headers or ()),
+        )
+        self.client.respond_locally(self, response, close)
+
+    def redirect(self, location: bytes, headers: list) -> None:
+        self._release()
+        self._respond(
+            302, close=False, extra=[(b"Location", location), (b"Cache-Control", b"no-store"), *headers]
+        )
+
+    def _release(self) -> None:
+        if self.held:
+            self.held = False
+            self.client._resume("gate")
 
     def _forward(self) -> None:
         head, route = self.head, self.route
@@ -554,7 +665,14 @@ class Exchange:
         self.upstream = upstream
         self._attempts += 1
         strip = frozenset({STICKY_COOKIE}) if resource.sticky else frozenset()
-        request_head = upstream_request_head(head, self.client.client_host, self.client.scheme, strip)
+        gate = self.front.gate
+        drop: frozenset[bytes] = frozenset()
+        if gate is not None:
+            strip = strip | gate.strip_cookies
+            drop = gate.drop_headers if self.drop_header is None else gate.drop_headers | {self.drop_header}
+        request_head = upstream_request_head(
+            head, self.client_address, self.client.scheme, strip, self.identity_headers, drop
+        )
         upstream.begin(self, request_head, head.method == b"HEAD")
         for piece in self.pending:
             self._send_body(piece)
@@ -580,8 +698,10 @@ class Exchange:
     def request_body(self, data: bytes) -> None:
         if self.upstream is not None:
             self._send_body(data)
-        elif not self.dispatched:
+        elif not self.dispatched or self.held:
             self.pending.append(data)
+            if self.held and sum(map(len, self.pending)) > HELD_BODY_LIMIT:
+                self.client._pause("gate")
         # dispatched and answered locally: the body is dropped (the connection closes after)
 
     def _send_body(self, data: bytes) -> None:

@@ -51,6 +51,7 @@ GATEWAY_SET = frozenset(
         b"remote-user",
         b"remote-email",
         b"remote-groups",
+        b"remote-name",
     }
 )
 
@@ -189,9 +190,11 @@ def upstream_request_head(
     scheme: str,
     strip_cookies: frozenset[bytes] = frozenset(),
     extra: list[tuple[bytes, bytes]] | None = None,
+    drop: frozenset[bytes] = frozenset(),
 ) -> bytes:
-    """The request head sent to the target: hop-by-hop and gateway-set headers removed,
-    forwarding headers set, the body framed as received (chunked stays chunked)."""
+    """The request head sent to the target: hop-by-hop and gateway-set headers removed (and those
+    in ``drop``, lowercase names), forwarding headers set, the body framed as received (chunked
+    stays chunked)."""
     assert head.target is not None
     listed = connection_listed(head.headers)
     lines = [b"%s %s HTTP/1.1" % (head.method, head.target.forwarded.encode("ascii"))]
@@ -199,6 +202,8 @@ def upstream_request_head(
         if _forbidden_upstream(name, listed):
             continue
         lower = name.lower()
+        if drop and (lower in drop or lower.replace(b"_", b"-") in drop):
+            continue
         if lower == b"cookie" and strip_cookies:
             value = _without_cookies(value, strip_cookies)
             if not value:
