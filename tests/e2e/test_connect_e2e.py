@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import socket
 import ssl
 import subprocess
 import threading
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -254,9 +256,43 @@ def test_an_unknown_resource_gets_404(d):
     assert code == 1 and "(404)" in err and "no-such-resource" in err, err
 
 
-def test_without_a_key_it_says_browser_sign_in_is_not_there_yet(d):
-    code, err = d.connect(d.echo_resource["id"], None).failure()
-    assert code == 2 and "KOKOA_API_KEY" in err and "not implemented yet" in err, err
+def test_without_a_key_it_signs_in_with_a_browser(d):
+    run = d.connect(d.echo_resource["id"], None, "--no-browser")
+    wait_for(
+        lambda: "sign in to the gateway in a browser: " in run.stderr, "the sign-in address", logs=[run.err]
+    )
+    url = run.stderr.split("sign in to the gateway in a browser: ", 1)[1].split()[0]
+    assert url.startswith(f"{d.login}/cli?port=")
+    browser = d.browser()
+    asked = d.sign_in(browser, url)  # the login form, then back to /cli: "Allow"
+    assert asked.status == 200 and 'id="cli-allow"' in asked.text, asked.text[:300]
+    fields = dict(re.findall(r'name="(port|state)" value="([^"]+)"', asked.text))
+    csrf = browser.jar["login.localhost"]["__Host-kokoa_csrf"]
+    done = browser.go(f"{d.login}/cli", "POST", {"csrf": csrf, **fields})  # to the CLI's loopback
+    assert done.status == 200 and b"Signed in" in done.body
+    run.ready()
+    try:
+        assert echo_once(run.local_port) == b"hello kokoa"
+    finally:
+        run.stop()
+    # the CLI traded the code for its session: the code is spent
+    location = next(
+        r.header("Location")
+        for r in browser.history
+        if r.status == 302 and "/callback?" in (r.header("Location") or "")
+    )
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    assert location.startswith("http://127.0.0.1:")
+    spent = browser.request(
+        "POST",
+        f"{d.login}/cli/token",
+        f"code={code}".encode(),
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert spent.status == 400 and b"unknown, used or expired" in spent.body
+    # the loopback port and the state are checked: the code goes nowhere but this machine's loopback
+    for query in (f"port=1&state={'s' * 20}", "port=40000&state=short", "port=x&state=" + "s" * 20):
+        assert d.browser().request("GET", f"{d.login}/cli?{query}").status == 400, query
 
 
 def test_an_untrusted_certificate_and_an_unreachable_gateway_are_clear_errors(d):

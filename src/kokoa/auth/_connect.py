@@ -50,6 +50,9 @@ from kokoa.tunnel import RelaySide
 from ._identities import API_KEY, SESSION, SHARE, Resolved
 from ._settings import LOGIN_COOKIE
 
+#: The "host" of the sessions that ``kokoa connect`` gets by a browser sign-in (no real host).
+CLI_HOST = "kokoa-connect.cli"
+
 log = Logger()
 
 PREFIX = "/connect/"
@@ -355,11 +358,14 @@ class ConnectProtocol(RelayOverWebSocket, WebSocketServerProtocol):
         kind = token = None
         scheme, _, value = (headers.get("authorization") or "").strip().partition(" ")
         value = value.strip()
+        cli_session = scheme.lower() == "session" and bool(value)
         if scheme.lower() == "bearer" and value:
             kind = API_KEY if value.startswith("kk_") else SHARE if value.startswith("kks_") else None
             token = value
             if kind is None:
                 return None, "bearer"
+        elif cli_session:  # kokoa connect signed in with a browser: a session made for the command line
+            kind, token = SESSION, value
         else:
             cookie = _cookie(headers.get("cookie") or "", LOGIN_COOKIE)
             origin = headers.get("origin")
@@ -373,10 +379,11 @@ class ConnectProtocol(RelayOverWebSocket, WebSocketServerProtocol):
             found = await found
         if found.identity is None:
             return None, kind
+        expected_host = CLI_HOST if cli_session else None
         if kind == SESSION and (
-            found.host is not None or found.session_id is None or found.identity.resources
+            found.host != expected_host or found.session_id is None or found.identity.resources
         ):
-            return None, kind  # a resource host's session, not the login host's
+            return None, kind  # a resource host's session, not the login host's (or the command line's)
         return found, kind
 
     def _client_ip(self, request: Any) -> str:
@@ -596,6 +603,7 @@ class ClientSettings:
     host: str
     connect_host: str
     connect_port: int
+    scheme: str = "Bearer"  # or "Session": a session token from the browser sign-in (kokoa connect)
 
 
 #: Seconds to reach the gateway's port; for the opening handshake (TLS included); Ctrl-C's clean close.
@@ -668,7 +676,7 @@ class _ClientFactory(WebSocketClientFactory):
         settings = client.settings
         super().__init__(
             url=settings.url + ("?check=1" if local is None else ""),
-            headers={"Authorization": f"Bearer {settings.key}"},
+            headers={"Authorization": f"{settings.scheme} {settings.key}"},
             useragent="kokoa-connect",
             reactor=client.reactor,
         )

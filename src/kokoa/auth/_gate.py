@@ -161,10 +161,37 @@ class AccessGate:
         identity = resolved.identity if resolved is not None else None
         if identity is not None and kind == SESSION and resolved.host != head.host:
             identity = None  # a session cookie is good on its own host only (never a login session's)
-        method = head.method.decode("latin-1")
-        decision = self.policies.decide_route(route, method, client_ip, identity)
         resource = route.resource
+        drop = self._bearer if kind in (API_KEY, SHARE) else None
+        if identity is not None:
+            cached = resolved.decisions.get(resource.id)
+            if cached is not None:  # the hot path: a known credential on a resource without rules
+                decision, extra = cached
+                self.requests["allow"] += 1
+                if not self.recorder.allowed_again(resource.id, identity.user_id, client_ip, decision):
+                    self._record(exchange, resource, identity, decision, client_ip)
+                exchange.proceed(extra, drop, client_ip)
+                return
+        decision = self.policies.decide_route(route, head.method.decode("latin-1"), client_ip, identity)
+        extra = []
+        if identity is not None and decision.outcome == "allow":
+            extra = self._identity_headers(identity, resolved.display_name)
+            if not self.policies.get(resource.id).rules:  # the same answer for every request
+                resolved.decisions[resource.id] = (decision, extra)
         self.requests[decision.outcome] += 1
+        self._record(exchange, resource, identity, decision, client_ip)
+        if decision.outcome == "allow":
+            exchange.proceed(extra, drop, client_ip)
+        elif decision.outcome == "authenticate":
+            self._ask_to_sign_in(exchange, kind)
+        else:
+            who = f" ({identity.email})" if identity is not None and identity.email else ""
+            exchange.refuse(403, f"You{who} may not reach {resource.name!r} this way: {decision.reason}.")
+
+    def _record(
+        self, exchange: Exchange, resource: Any, identity: Identity | None, decision: Any, ip: str
+    ) -> None:
+        head = exchange.head
         self.recorder.record(
             "request",
             decision.outcome,
@@ -173,21 +200,12 @@ class AccessGate:
             resource_id=resource.id,
             user_id=identity.user_id if identity else None,
             subject=identity.email if identity else None,
-            method=method,
+            method=head.method.decode("latin-1"),
             host=head.host,
             path=head.target.path,
-            client_address=client_ip,
+            client_address=ip,
             rule_id=decision.rule_id,
         )
-        drop_bearer = kind in (API_KEY, SHARE)
-        if decision.outcome == "allow":
-            extra = self._identity_headers(identity, resolved.display_name if resolved else None)
-            exchange.proceed(extra, self._bearer if drop_bearer else None, client_ip)
-        elif decision.outcome == "authenticate":
-            self._ask_to_sign_in(exchange, kind)
-        else:
-            who = f" ({identity.email})" if identity is not None and identity.email else ""
-            exchange.refuse(403, f"You{who} may not reach {resource.name!r} this way: {decision.reason}.")
 
     def _identity_headers(self, identity: Identity | None, display_name: str | None) -> list:
         if identity is None:

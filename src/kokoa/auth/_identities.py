@@ -45,7 +45,7 @@ class Resolved:
     """A cached answer: the identity (None: no valid credential), the session id to mark as used,
     the host a host session is bound to, and a display name for the upstream."""
 
-    __slots__ = ("display_name", "fetched", "host", "identity", "session_id", "until")
+    __slots__ = ("decisions", "display_name", "fetched", "host", "identity", "session_id", "until")
 
     def __init__(
         self,
@@ -62,6 +62,9 @@ class Resolved:
         self.session_id = session_id
         self.host = host
         self.display_name = display_name
+        #: resource id -> (decision, identity headers), for resources whose decision depends on the
+        #: identity alone (no rules): made once per cached credential, not per request.
+        self.decisions: dict[str, tuple] = {}
 
 
 class IdentityCache:

@@ -1,7 +1,7 @@
 """The access log's buffer: decisions are noted in memory on the request path and written in batches.
 
 Every refusal (deny, sign-in required) and every sign-in event is a row of its own. Allowed requests
-alike (same resource, who, client address, rule and reason) within one flush are one row with their
+alike (same resource, user, client address, rule and reason) within one flush are one row with their
 number and the first one's method and path: an audit trail of who reached what, without a database
 write per request. The buffer is bounded: beyond ``max_pending`` rows, decisions are counted, dropped,
 and the count is logged at the next flush. Old rows are deleted after the retention period.
@@ -75,7 +75,7 @@ class AccessRecorder:
     ) -> None:
         """Note one decision or event (cheap: a dict, or a counter bumped)."""
         if outcome == "allow" and kind == "request":
-            key = (resource_id, user_id, subject, client_address, rule_id, reason)
+            key = (resource_id, user_id, client_address, rule_id, reason)
             row = self._allowed.get(key)
             if row is not None:
                 row["count"] += 1
@@ -103,6 +103,17 @@ class AccessRecorder:
             self._allowed[key] = row
         else:
             self._rows.append(row)
+
+    def allowed_again(
+        self, resource_id: str, user_id: str | None, client_address: str, decision: Any
+    ) -> bool:
+        """Count one more allowed request like one already buffered (the request path's shortcut);
+        False if there is none like it yet (then :meth:`record` it)."""
+        row = self._allowed.get((resource_id, user_id, client_address, decision.rule_id, decision.reason))
+        if row is None:
+            return False
+        row["count"] += 1
+        return True
 
     def flush(self) -> Any:
         """Write what is buffered (one transaction); returns the Deferred of the write, or None."""

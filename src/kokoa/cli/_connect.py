@@ -88,7 +88,10 @@ def add_parser(commands: Any) -> None:
     connect.add_argument("--ca-file", help="PEM file of the CA to trust (default: the system's)")
     connect.add_argument(
         "--api-key-file",
-        help=f"file with an API key of yours (default: ${API_KEY_ENV}; no browser sign-in yet)",
+        help=f"file with an API key of yours (default: ${API_KEY_ENV}; without one, sign in with a browser)",
+    )
+    connect.add_argument(
+        "--no-browser", action="store_true", help="print the sign-in address instead of opening a browser"
     )
     connect.add_argument("--connect-to", help=argparse.SUPPRESS)
     connect.set_defaults(run=run)
@@ -116,13 +119,10 @@ def _settings(args: argparse.Namespace) -> Any:
             raise ValueError(f"cannot read the API key file {args.api_key_file}: {e.strerror}") from None
     else:
         key = os.environ.get(API_KEY_ENV, "").strip()
-    if not key:
-        raise ValueError(
-            f"no API key: set {API_KEY_ENV} or pass --api-key-file FILE (an API key acting for your user). "
-            "Signing in with a browser is not implemented yet."
-        )
-    if not key.isprintable() or " " in key:
+    if key and (not key.isprintable() or " " in key):
         raise ValueError("the API key holds spaces or control characters: is it the right file?")
+    if not key:
+        args.browser_sign_in = (gateway, ca_file)  # no key: a browser sign-in, once the reactor runs
     return ClientSettings(
         url=gateway.url(args.resource),
         key=key,
@@ -141,17 +141,32 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from twisted.internet import task
 
-    task.react(_main, [settings, args.local_port, args.resource])  # exits with main's code
+    sign_in = getattr(args, "browser_sign_in", None)
+    task.react(
+        _main, [settings, args.local_port, args.resource, sign_in, args.no_browser]
+    )  # exits with main's code
     return 0
 
 
-async def _main(reactor: Any, settings: Any, local_port: int, resource: str) -> None:
+async def _main(
+    reactor: Any, settings: Any, local_port: int, resource: str, sign_in: Any = None, no_browser: bool = False
+) -> None:
+    import dataclasses
+
     from twisted.internet import endpoints
     from twisted.internet.defer import Deferred
     from twisted.internet.error import CannotListenError
 
     from kokoa.auth._connect import ConnectClient, ConnectError
 
+    if sign_in is not None:
+        gateway, ca_file = sign_in
+        try:
+            token = await _browser_sign_in(reactor, gateway, ca_file, no_browser)
+        except ValueError as e:
+            _say(str(e))
+            raise SystemExit(1) from None
+        settings = dataclasses.replace(settings, key=token, scheme="Session")
     client = ConnectClient(reactor, settings, _say)
     try:
         await client.check()
@@ -178,3 +193,89 @@ async def _main(reactor: Any, settings: Any, local_port: int, resource: str) -> 
 
 def _say(message: str) -> None:
     print(f"kokoa connect: {message}", file=sys.stderr, flush=True)
+
+
+#: Seconds the browser sign-in may take.
+SIGN_IN_TIMEOUT = 300.0
+
+
+async def _browser_sign_in(reactor: Any, gateway: Any, ca_file: str | None, no_browser: bool) -> str:
+    """Sign in with a browser (RFC 8252, for native apps): listen on loopback, send the browser to the
+    login host's /cli page, receive a one-time code there, and trade it for a session token."""
+    import secrets
+    import webbrowser
+    from urllib.parse import urlencode
+
+    from twisted.internet import endpoints, threads
+    from twisted.internet.defer import Deferred
+    from twisted.web import resource, server
+
+    state = secrets.token_urlsafe(24)
+    got: Deferred[str] = Deferred()
+
+    class Callback(resource.Resource):
+        isLeaf = True
+
+        def render_GET(self, request: Any) -> bytes:
+            code = (request.args.get(b"code") or [b""])[0].decode("ascii", "replace")
+            sent_state = (request.args.get(b"state") or [b""])[0].decode("ascii", "replace")
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            if request.path != b"/callback" or sent_state != state or not code:
+                request.setResponseCode(400)
+                return b"This is not the sign-in kokoa connect is waiting for.\n"
+            if not got.called:
+                got.callback(code)
+            return b"Signed in: you may close this tab and go back to the terminal.\n"
+
+    site = server.Site(Callback())
+    site.noisy = False
+    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+    origin = f"https://{gateway.netloc}"
+    url = f"{origin}/cli?" + urlencode({"port": port.getHost().port, "state": state})
+    _say(f"sign in to the gateway in a browser: {url}")
+    if not no_browser:
+        threads.deferToThread(webbrowser.open, url).addErrback(lambda _: None)
+    timeout = reactor.callLater(SIGN_IN_TIMEOUT, lambda: got.called or got.cancel())
+    try:
+        code = await got
+    except Exception:
+        raise ValueError(f"no sign-in within {SIGN_IN_TIMEOUT:.0f} s") from None
+    finally:
+        if timeout.active():
+            timeout.cancel()
+        await port.stopListening()
+    return await threads.deferToThread(_trade_code, gateway, ca_file, code)
+
+
+def _trade_code(gateway: Any, ca_file: str | None, code: str) -> str:
+    """Blocking (in a thread): POST the code to the login host's /cli/token; the session token."""
+    import http.client
+    import json
+    import socket
+    import ssl
+    from urllib.parse import urlencode
+
+    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        raw = socket.create_connection((gateway.connect_host, gateway.connect_port), timeout=30)
+        conn = http.client.HTTPConnection(gateway.host, gateway.connect_port, timeout=30)
+        conn.sock = context.wrap_socket(raw, server_hostname=gateway.host)
+        conn.request(
+            "POST",
+            "/cli/token",
+            urlencode({"code": code}),
+            {"Host": gateway.netloc, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        response = conn.getresponse()
+        body = response.read(65536)
+    except (OSError, ssl.SSLError) as e:
+        raise ValueError(f"cannot reach the gateway to finish signing in: {e}") from None
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = {}
+    if response.status != 200 or "token" not in answer:
+        raise ValueError(
+            f"the gateway refused the sign-in ({response.status}): {answer.get('error', body[:200])}"
+        )
+    return str(answer["token"])
