@@ -333,7 +333,16 @@ def test_a_resource_password_and_pin_let_visitors_in_to_that_resource_only(d):
     pin = d.browser()
     pin.go(f"{d.login}/login")
     csrf = pin.jar["login.localhost"]["__Host-kokoa_csrf"]
+    wrong_pin = pin.go(f"{d.login}/resource/pin", "POST", {"csrf": csrf, "rd": rd, "secret": "1234"})
+    assert wrong_pin.status == 401 and "Wrong PIN" in wrong_pin.text
     assert pin.go(f"{d.login}/resource/pin", "POST", {"csrf": csrf, "rd": rd, "secret": "4321"}).status == 200
+    # a visitor let in by one resource's password is no one on another resource of the same host
+    other = d.add_http("other", "app.localhost", d.upstream_port, public=False, path_prefix="/other")
+    wait_for(lambda: d.status_of("app.localhost", "/other/x") == 302, "the other resource")
+    assert browser.request("GET", d.url("app.localhost", "/pw")).status == 200
+    refused = browser.request("GET", d.url("app.localhost", "/other/x"))
+    assert refused.status == 403 and "no grant" in refused.text
+    d.api("DELETE", f"/orgs/{d.org}/resources/{other['id']}")
     d.api("PATCH", f"/orgs/{d.org}/resources/{d.app['id']}", {"auth_password": None, "auth_pin": None})
 
 
