@@ -21,6 +21,9 @@ PASSWORD = "correct horse battery"
 
 class IdentityDeployment(HttpDeployment):
     def start_all(self) -> None:
+        # Every test signs in from 127.0.0.1: the per-address limit is raised so that tests do not
+        # trip it for each other (the per-account limit, tested below, stays at its default).
+        self.extra_config = "[auth]\nattempts_per_address = 10000\n" + (self.extra_config or "")
         super().start_all()
         self.login = f"https://login.localhost:{self.https_port}"
         org = self.org
@@ -315,7 +318,7 @@ def test_a_resource_password_and_pin_let_visitors_in_to_that_resource_only(d):
     d.api(
         "PATCH",
         f"/orgs/{d.org}/resources/{d.app['id']}",
-        {"auth_password": "open sesame 1", "auth_pin": "4321"},
+        {"auth_password": "open sesame 1", "auth_pin": "654321"},
     )
     browser = d.browser()
     form_page = browser.go(d.url("app.localhost", "/pw"))
@@ -333,9 +336,11 @@ def test_a_resource_password_and_pin_let_visitors_in_to_that_resource_only(d):
     pin = d.browser()
     pin.go(f"{d.login}/login")
     csrf = pin.jar["login.localhost"]["__Host-kokoa_csrf"]
-    wrong_pin = pin.go(f"{d.login}/resource/pin", "POST", {"csrf": csrf, "rd": rd, "secret": "1234"})
+    wrong_pin = pin.go(f"{d.login}/resource/pin", "POST", {"csrf": csrf, "rd": rd, "secret": "123456"})
     assert wrong_pin.status == 401 and "Wrong PIN" in wrong_pin.text
-    assert pin.go(f"{d.login}/resource/pin", "POST", {"csrf": csrf, "rd": rd, "secret": "4321"}).status == 200
+    assert (
+        pin.go(f"{d.login}/resource/pin", "POST", {"csrf": csrf, "rd": rd, "secret": "654321"}).status == 200
+    )
     # a visitor let in by one resource's password is no one on another resource of the same host
     other = d.add_http("other", "app.localhost", d.upstream_port, public=False, path_prefix="/other")
     wait_for(lambda: d.status_of("app.localhost", "/other/x") == 302, "the other resource")
@@ -353,13 +358,20 @@ def test_share_links_open_the_resource_until_revoked(d):
     browser = d.browser()
     opened = browser.go(d.url("app.localhost", f"/.kokoa/share/{token}"))
     assert opened.status == 200 and json.loads(opened.body)["uri"] == "/"
-    bearer = d.browser().request(
-        "GET", d.url("app.localhost", "/api"), headers={"Authorization": f"Bearer {token}"}
-    )
-    assert bearer.status == 200
+
+    def as_bearer(token: str) -> int:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        return d.browser().request("GET", d.url("app.localhost", "/api"), headers=headers).status
+
+    # a link with a use count opens in a browser only (a bearer token cannot be counted per visit)
+    assert as_bearer(token) == 401
+    for_programs = d.api("POST", links, {"name": "for a script"})
+    assert as_bearer(for_programs["token"]) == 200
     d.api("POST", f"{links}/{made['share_link']['id']}/revoke")
+    d.api("POST", f"{links}/{for_programs['share_link']['id']}/revoke")
     wait_for(lambda: browser.request("GET", d.url("app.localhost", "/")).status == 302, "the revocation")
     assert d.browser().go(d.url("app.localhost", f"/.kokoa/share/{token}")).status == 403
+    assert as_bearer(for_programs["token"]) == 401
 
 
 def test_the_admin_api_on_the_login_host_takes_the_session_cookie_with_a_csrf_header(d):
@@ -431,3 +443,29 @@ def test_users_see_and_end_their_own_sessions_and_change_their_password(d):
         d.sign_in(d.browser(), d.url("app.localhost", "/"), "sam@example.com", "new one here").status == 200
     )
     assert laptop.request("GET", d.url("app.localhost", "/")).status == 200  # this session goes on
+
+
+def test_an_organizations_key_and_groups_stay_in_that_organization(d):
+    other = d.api("POST", "/orgs", {"name": "Other Co"})["id"]
+    owner = {r["name"]: r["id"] for r in d.api("GET", f"/orgs/{other}/roles")["items"]}["Owner"]
+    d.api("POST", f"/orgs/{other}/members", {"user_id": d.ann, "role_id": owner})
+    resource = d.api(
+        "POST", f"/orgs/{other}/resources", {"name": "theirs", "kind": "http", "hostname": "theirs.localhost"}
+    )
+    d.api("POST", f"/orgs/{other}/resources/{resource['id']}/grants", {"user_id": d.ann})
+    wait_for(lambda: d.status_of("theirs.localhost", "/") == 302, "the other organization's resource")
+    # ann's key of the first organization is nobody there, though ann is the other's Owner
+    key = d.api("POST", f"/orgs/{d.org}/api-keys", {"name": "a-only", "scopes": ["read"], "user_id": d.ann})[
+        "key"
+    ]
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    assert d.browser().request("GET", d.url("theirs.localhost", "/"), headers=headers).status == 401
+    assert d.browser().request("GET", d.url("app.localhost", "/"), headers=headers).status == 200
+    # ann herself reaches it (no target is up there: 503), and the first organization's upstream
+    # hears her role there only
+    browser = d.browser()
+    d.sign_in(browser, d.url("app.localhost", "/"))
+    assert seen_headers(browser.request("GET", d.url("app.localhost", "/g")))["remote-groups"] == "Member"
+    theirs = browser.go(d.url("theirs.localhost", "/"))  # signed in already: straight through
+    assert theirs.status == 503 and "has no targets" in theirs.text
+    d.api("DELETE", f"/orgs/{other}")

@@ -156,9 +156,9 @@ _AUTH_PASSWORD: JSON = string(
 )
 _AUTH_PIN: JSON = {
     "type": "string",
-    "pattern": "^[0-9]{4,12}$",
+    "pattern": "^[0-9]{6,12}$",
     "writeOnly": True,
-    "description": "HTTP only: a PIN (4 to 12 digits) that signs visitors in to this resource alone",
+    "description": "HTTP only: a PIN (6 to 12 digits) that signs visitors in to this resource alone",
 }
 
 #: Targets' TLS settings (https targets only; other targets always read the defaults).

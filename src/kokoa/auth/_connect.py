@@ -315,6 +315,8 @@ class ConnectProtocol(RelayOverWebSocket, WebSocketServerProtocol):
             if identity is None:
                 raise ConnectionDeny(401, _status_text(self._sign_in(kind)))
             raise ConnectionDeny(404, _status_text(why))
+        if found is not None and found.org_id is not None and found.org_id != resource.org_id:
+            identity = None  # an organization's API key reaches that organization's resources only
         decision = gate.policies.decide(resource.id, None, None, self.client_ip, identity)
         org_id = await factory.org_of(resource.id)
         gate.recorder.record(

@@ -148,7 +148,7 @@ class AccessGate:
         if isinstance(resolved, Deferred):
             exchange.hold()
             resolved.addCallback(lambda r: self._decide(exchange, r, found[0], client_ip))
-            resolved.addErrback(lambda f: log.failure("access check failed", f))
+            resolved.addErrback(self._internal_error, exchange)
             return
         self._decide(exchange, resolved, found[0], client_ip)
 
@@ -159,9 +159,11 @@ class AccessGate:
             return
         head, route = exchange.head, exchange.route
         identity = resolved.identity if resolved is not None else None
+        resource = route.resource
         if identity is not None and kind == SESSION and resolved.host != head.host:
             identity = None  # a session cookie is good on its own host only (never a login session's)
-        resource = route.resource
+        if identity is not None and resolved.org_id is not None and resolved.org_id != resource.org_id:
+            identity = None  # an organization's API key reaches that organization's resources only
         drop = self._bearer if kind in (API_KEY, SHARE) else None
         if identity is not None:
             cached = resolved.decisions.get(resource.id)
@@ -175,7 +177,7 @@ class AccessGate:
         decision = self.policies.decide_route(route, head.method.decode("latin-1"), client_ip, identity)
         extra = []
         if identity is not None and decision.outcome == "allow":
-            extra = self._identity_headers(identity, resolved.display_name)
+            extra = self._identity_headers(identity, resolved, resource.org_id)
             if not self.policies.get(resource.id).rules:  # the same answer for every request
                 resolved.decisions[resource.id] = (decision, extra)
         self.requests[decision.outcome] += 1
@@ -207,9 +209,9 @@ class AccessGate:
             rule_id=decision.rule_id,
         )
 
-    def _identity_headers(self, identity: Identity | None, display_name: str | None) -> list:
-        if identity is None:
-            return []
+    def _identity_headers(self, identity: Identity, resolved: Resolved, org_id: str | None) -> list:
+        """The headers that tell the upstream who is asking: the groups are the user's role names in
+        the resource's own organization (never another's)."""
         user, email, groups, name = self._header_names
         scoped = bool(identity.resources)
         headers = [
@@ -217,10 +219,11 @@ class AccessGate:
         ]
         if identity.email and "@" in identity.email:
             headers.append((email, _header_value(identity.email)))
-        if identity.groups:
-            headers.append((groups, _header_value(",".join(identity.groups))))
-        if display_name:
-            headers.append((name, _header_value(display_name)))
+        names = [role.replace(",", " ") for org, role in resolved.groups if org == org_id]
+        if names:
+            headers.append((groups, _header_value(",".join(names))))
+        if resolved.display_name:
+            headers.append((name, _header_value(resolved.display_name)))
         return headers
 
     def _ask_to_sign_in(self, exchange: Exchange, kind: str | None) -> None:

@@ -45,7 +45,17 @@ class Resolved:
     """A cached answer: the identity (None: no valid credential), the session id to mark as used,
     the host a host session is bound to, and a display name for the upstream."""
 
-    __slots__ = ("decisions", "display_name", "fetched", "host", "identity", "session_id", "until")
+    __slots__ = (
+        "decisions",
+        "display_name",
+        "fetched",
+        "groups",
+        "host",
+        "identity",
+        "org_id",
+        "session_id",
+        "until",
+    )
 
     def __init__(
         self,
@@ -55,6 +65,8 @@ class Resolved:
         session_id: str | None = None,
         host: str | None = None,
         display_name: str | None = None,
+        org_id: str | None = None,
+        groups: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.identity = identity
         self.until = until
@@ -62,6 +74,10 @@ class Resolved:
         self.session_id = session_id
         self.host = host
         self.display_name = display_name
+        #: An API key's organization: the credential is good on that organization's resources only.
+        self.org_id = org_id
+        #: (organization id, role name) of the user's memberships: the upstream hears its own org's.
+        self.groups = groups
         #: resource id -> (decision, identity headers), for resources whose decision depends on the
         #: identity alone (no rules): made once per cached credential, not per request.
         self.decisions: dict[str, tuple] = {}
@@ -83,7 +99,7 @@ class IdentityCache:
         self.idle_timeout = idle_timeout
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[str, str], Resolved] = OrderedDict()
-        self._waiting: dict[tuple[str, str], list[Deferred[Resolved]]] = {}
+        self._waiting: dict[tuple[int, str, str], list[Deferred[Resolved]]] = {}
         self._generation = 0
         self._used: set[str] = set()
         self.lookups = 0
@@ -107,11 +123,14 @@ class IdentityCache:
                 self._used.add(entry.session_id)
             return entry
         d: Deferred[Resolved] = Deferred()
-        waiters = self._waiting.get(key)
+        # Waiters join a lookup of the same generation only: one begun before a revocation (a
+        # configuration change) must not answer a request that arrived after it.
+        waiting_key = (self._generation, kind, token)
+        waiters = self._waiting.get(waiting_key)
         if waiters is not None:
             waiters.append(d)
             return d
-        self._waiting[key] = [d]
+        self._waiting[waiting_key] = [d]
         self._fetch(key, self._generation)
         return d
 
@@ -124,7 +143,7 @@ class IdentityCache:
         kind, token = key
         d = store.run(_LOOKUPS[kind], token, timedelta(seconds=self.idle_timeout))
         d.addCallback(lambda found: self._deliver(key, generation, found))
-        d.addErrback(self._failed, key)
+        d.addErrback(self._failed, key, generation)
 
     def _deliver(self, key: tuple[str, str], generation: int, found: Any) -> None:
         now = self._clock()
@@ -133,9 +152,11 @@ class IdentityCache:
         elif found is None:
             resolved = Resolved(None, now + NEGATIVE_TTL, now)
         else:
-            identity, expires_at, session_id, host, display_name = found
+            identity, expires_at, session_id, host, display_name, org_id, groups = found
             remaining = (expires_at - datetime.now(UTC)).total_seconds()
-            resolved = Resolved(identity, now + remaining, now, session_id, host, display_name)
+            resolved = Resolved(
+                identity, now + remaining, now, session_id, host, display_name, org_id, groups
+            )
             if session_id is not None:
                 self._used.add(session_id)
         if generation == self._generation and resolved.until > now:
@@ -143,14 +164,14 @@ class IdentityCache:
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
-        for waiter in self._waiting.pop(key, []):
+        for waiter in self._waiting.pop((generation, *key), []):
             waiter.callback(resolved)
 
-    def _failed(self, failure: Any, key: tuple[str, str]) -> None:
+    def _failed(self, failure: Any, key: tuple[str, str], generation: int) -> None:
         log.warn("cannot check a credential: {why}", why=failure.getErrorMessage())
         # Fail closed, and do not remember it: the next request asks again.
         resolved = Resolved(None, 0.0, self._clock())
-        for waiter in self._waiting.pop(key, []):
+        for waiter in self._waiting.pop((generation, *key), []):
             waiter.callback(resolved)
 
     def take_used(self) -> list[str]:
@@ -169,33 +190,44 @@ def _session(conn: Any, token: str, idle: timedelta) -> tuple | None:
     if found is None:
         return None
     expires = min(found.expires_at, found.last_seen_at + idle)
-    return identity_of(found), expires, found.session_id, found.host, found.display_name
+    return (
+        identity_of(found),
+        expires,
+        found.session_id,
+        found.host,
+        found.display_name,
+        None,
+        found.role_orgs,
+    )
 
 
 def _api_key(conn: Any, token: str, idle: timedelta) -> tuple | None:
-    """An API key acts as the user who made it (their roles and grants), while both are active."""
-    from kokoa.store import SessionIdentity, authenticate_api_key, lookup_user_identity
+    """An organization's API key made for a member acts as that member, in that organization only
+    (their roles there, and the organization's resources), while the key, the user and the
+    membership last."""
+    from kokoa.store import authenticate_api_key, lookup_user_identity
 
     key = authenticate_api_key(conn, token, touch=False)
-    if key is None or key.created_by is None:
+    if key is None or key.created_by is None or key.org_id is None:
         return None
-    user = lookup_user_identity(conn, key.created_by)
+    user = lookup_user_identity(conn, key.created_by, key.org_id)
     if user is None:
         return None
-    assert isinstance(user, SessionIdentity)
     expires = key.expires_at or datetime.now(UTC) + timedelta(days=3650)
-    return identity_of(user), expires, None, None, user.display_name
+    return identity_of(user), expires, None, None, user.display_name, key.org_id, user.role_orgs
 
 
 def _share(conn: Any, token: str, idle: timedelta) -> tuple | None:
+    """A share link's token as a bearer token: for links without a use count (a token sent with
+    every request cannot be counted per visit; links with ``max_uses`` open in a browser only)."""
     from kokoa.store import redeem_share_link
 
     link = redeem_share_link(conn, token, count_use=False)
-    if link is None:
+    if link is None or link.max_uses is not None:
         return None
     identity = Identity(f"share:{link.id}", link.name, resources=frozenset({link.resource_id}))
     expires = link.expires_at or datetime.now(UTC) + timedelta(days=3650)
-    return identity, expires, None, None, None
+    return identity, expires, None, None, None, None, ()
 
 
 _LOOKUPS = {SESSION: _session, API_KEY: _api_key, SHARE: _share}

@@ -58,6 +58,7 @@ class _Pending:
     method: str = ""
     attempts: int = 0
     provider: str = ""
+    account: str = ""  # the email the password was checked for (its rate limit)
     nonce: str = ""
     verifier: str = ""
 
@@ -538,12 +539,13 @@ class LoginApp:
         if not good or user is None or user.status != "active":
             self._event(request, "signin", "failure", "wrong email or password", subject=email)
             return await self._login_form(request, "Wrong email or password.", 401)
-        self.limiter.succeeded(email)
         totp = await self.store.run(_totp_state, user.id)
-        if totp is not None:
-            key = self._remember(_Pending(time.monotonic() + MFA_WINDOW, user.id, rd, "password+totp"))
+        if totp is not None:  # the account's attempts are forgiven only once the second factor passes
+            pending = _Pending(time.monotonic() + MFA_WINDOW, user.id, rd, "password+totp", account=email)
+            key = self._remember(pending)
             self._set_cookie(request, MFA_COOKIE, key, int(MFA_WINDOW))
             return self._redirect(request, "/login/totp")
+        self.limiter.succeeded(email)
         session = await self._start_session(request, user.id, "password")
         self._event(request, "signin", "success", "password", user_id=user.id, subject=user.email)
         return await self._continue(request, session.id, user.id, "password", rd)
@@ -579,6 +581,12 @@ class LoginApp:
         pending = self._recall(key, keep=True)
         if pending is None or pending.user_id is None:
             return self._redirect(request, "/login")
+        # Codes are guessable (10^6): every try counts against the account's own limit too, across
+        # sign-ins, and a pending sign-in allows five.
+        refusal = self.limiter.check(f"totp:{pending.user_id}", self._client(request), time.monotonic())
+        if refusal is not None:
+            request.setHeader(b"retry-after", str(refusal.retry_after).encode())
+            return await self._totp_form(request, refusal.message, 429)
         pending.attempts += 1
         if pending.attempts > 5:
             self._recall(key)
@@ -591,6 +599,8 @@ class LoginApp:
             self._event(request, "signin", "failure", "wrong second-factor code", user_id=pending.user_id)
             return await self._totp_form(request, "That code is not right. Try again.", 401)
         self._recall(key)
+        self.limiter.succeeded(pending.account)
+        self.limiter.succeeded(f"totp:{pending.user_id}")
         session = await self._start_session(request, pending.user_id, pending.method)
         self._set_cookie(request, MFA_COOKIE, "", 0)
         self._event(request, "signin", "success", pending.method, user_id=pending.user_id)
@@ -701,7 +711,8 @@ class LoginApp:
             return await self._resource_form(
                 request, method, f"Wrong {method.upper() if method == 'pin' else method}.", 401
             )
-        self.limiter.succeeded(account)
+        # (no limiter.succeeded here: the resource's bucket is shared by every visitor, and a visitor's
+        # success must not give a guesser more tries)
         self._event(
             request,
             "signin",
@@ -1053,8 +1064,9 @@ class LoginApp:
             user_id=user.id,
             subject=user.email,
         )
-        session = await self._start_session(request, user.id, "password")
-        del session
+        if await self.store.run(_totp_state, user.id) is not None:
+            return self._redirect(request, "/login")  # the second factor still applies: sign in
+        await self._start_session(request, user.id, "password")
         return self._redirect(request, "/")
 
     @app.route("/account/totp", methods=["GET"])
@@ -1163,16 +1175,23 @@ def _check_second_factor(conn: Any, user_id: str, code: str, now: float) -> bool
     if row is None or row.totp_secret is None:
         return False
     step = verify_totp(row.totp_secret, code, now=now, last_step=row.totp_last_step)
+    users = s.users.c
     if step is not None:
-        conn.execute(update(s.users).where(s.users.c.id == user_id).values(totp_last_step=step))
-        return True
+        # Conditional: of two sign-ins with one code at the same moment, one only moves the step.
+        newer = (users.totp_last_step.is_(None)) | (users.totp_last_step < step)
+        claimed = conn.execute(update(s.users).where(users.id == user_id, newer).values(totp_last_step=step))
+        return claimed.rowcount == 1
     hashes = list(row.backup_codes or [])
     used = match_backup_code(code, hashes)
     if used is None:
         return False
     hashes.remove(used)
-    conn.execute(update(s.users).where(s.users.c.id == user_id).values(backup_codes=hashes))
-    return True
+    # Likewise a backup code: only if the list is still the one read (nobody used one meanwhile).
+    same = (
+        users.backup_codes == row.backup_codes if conn.dialect.name == "postgresql" else users.id == user_id
+    )
+    claimed = conn.execute(update(s.users).where(users.id == user_id, same).values(backup_codes=hashes))
+    return claimed.rowcount == 1
 
 
 def _enable_totp(conn: Any, user_id: str, secret: str, step: int, backup_hashes: list[str]) -> None:

@@ -107,8 +107,9 @@ def parse_auth(table: Any, base: Path, where: str) -> AuthSettings:
     for key in _HEADERS:
         value = get_str(table, key, where)
         if value is not None:
-            if not value.replace("-", "").replace("_", "").isalnum() or not value.isascii():
-                raise ConfigError(f"{where}: {key} must be an HTTP header name")
+            if not value.replace("-", "").isalnum() or not value.isascii():
+                # (no "_": clients could send the "-" spelling, which many servers read the same)
+                raise ConfigError(f"{where}: {key} must be an HTTP header name of letters, digits and -")
             setattr(settings, key, value)
     proxies = get_str_list(table, "trusted_proxies", where)
     if proxies is not None:

@@ -529,6 +529,7 @@ class Exchange:
         self._attempts = 0
         self._producing_to_client = False
         self.held = False  # waiting for the gate (the body is kept meanwhile, bounded)
+        self._held_until = 0.0
         self.identity_headers: list[tuple[bytes, bytes]] = []
         self.drop_header: bytes | None = None  # a Kokoa token's header: not for the upstream
         self.client_address: str = front_protocol.client_host
@@ -588,8 +589,10 @@ class Exchange:
     # ------------------------------------------------------------ the gate's answers
 
     def hold(self) -> None:
-        """The gate needs a moment (a database lookup): keep the body that arrives meanwhile."""
+        """The gate needs a moment (a database lookup): keep the body that arrives meanwhile. The
+        sweep answers 503 if the answer does not come within ``upstream_timeout``."""
         self.held = True
+        self._held_until = self.front.reactor.seconds() + self.front.settings.upstream_timeout
 
     def waiting(self) -> bool:
         """Whether this exchange still waits for the gate's answer (its client did not go, and
@@ -727,6 +730,13 @@ class Exchange:
     def check_deadline(self, now: float) -> None:
         if self._deadline is not None and now >= self._deadline:
             self._timed_out()
+        elif self.held and now >= self._held_until and self.waiting():
+            log.warn(
+                "the access check of {host}{path} did not finish in time: 503",
+                host=self.head.host,
+                path=self.head.target.path,
+            )
+            self.refuse(503, "The gateway could not check your access in time: try again in a moment.")
 
     def _end_body(self) -> None:
         if self.head.chunked:

@@ -213,7 +213,7 @@ def _http_settings(
 
 
 #: PINs: digits only, this many of them.
-PIN_LENGTHS = (4, 12)
+PIN_LENGTHS = (6, 12)  # 6 digits at least: a guesser gets a few tries a minute per gateway
 #: At most this many addresses and domains may receive email codes for one resource.
 MAX_EMAIL_ALLOW = 100
 
@@ -250,6 +250,26 @@ def _auth_alternatives(kind: str, password: Any, pin: Any, email_allow: Any) -> 
             entries.append(v.email(entry, field))
     values["auth_email_allow"] = sorted(set(entries)) or None
     return values
+
+
+#: A resource's own credentials, and the method of the sessions each signs visitors in with.
+_CREDENTIAL_METHODS = {"auth_password_hash": "password", "auth_pin_hash": "pin", "auth_email_allow": "email"}
+
+
+def _end_visitor_sessions(conn: Connection, resource_id: str, changed: dict[str, Any], now: datetime) -> None:
+    """A new (or removed) password, PIN or email list ends the sessions the old one opened."""
+    methods = [method for column, method in _CREDENTIAL_METHODS.items() if column in changed]
+    if methods:
+        sessions = s.sessions.c
+        conn.execute(
+            update(s.sessions)
+            .where(
+                sessions.resource_id == resource_id,
+                sessions.method.in_(methods),
+                sessions.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+        )
 
 
 def email_allowed(resource: Resource, email: str) -> bool:
@@ -406,6 +426,7 @@ def update_resource(
         changed["auth_pin_hash"] = secrets["auth_pin_hash"]
     if tuple(secrets["auth_email_allow"] or ()) != current.auth_email_allow:
         changed["auth_email_allow"] = secrets["auth_email_allow"]
+    _end_visitor_sessions(conn, resource_id, changed, now)
     if changed:
         conn.execute(
             update(s.resources).where(s.resources.c.id == resource_id).values(updated_at=now, **changed)

@@ -84,6 +84,8 @@ class SessionIdentity:
     role_names: tuple[str, ...]
     expires_at: datetime
     last_seen_at: datetime
+    #: (organization id, role name) of each membership: the upstream hears a resource's own org's.
+    role_orgs: tuple[tuple[str, str], ...] = ()
 
 
 def _session(row: Row[Any]) -> Session:
@@ -197,9 +199,10 @@ def lookup_session(
             user.role_ids,
             user.role_names,
         )
+        role_orgs = user.role_orgs
     else:
         email = row.subject if row.method == "email" else None
-        display_name, role_ids, role_names = None, frozenset(), ()
+        display_name, role_ids, role_names, role_orgs = None, frozenset(), (), ()
     return SessionIdentity(
         row.id,
         row.kind,
@@ -213,21 +216,28 @@ def lookup_session(
         role_names,
         expires,
         last_seen,
+        role_orgs,
     )
 
 
-def lookup_user_identity(conn: Connection, user_id: str) -> SessionIdentity | None:
-    """An active user's identity (email, roles in every organization), as a session would carry it
-    (``session_id`` is empty); None for an unknown or inactive user."""
+def lookup_user_identity(conn: Connection, user_id: str, org_id: str | None = None) -> SessionIdentity | None:
+    """An active user's identity (email, roles in every organization, or in ``org_id`` only), as a
+    session would carry it (``session_id`` is empty); None for an unknown or inactive user, or one
+    who is not a member of ``org_id``."""
     user = conn.execute(select(s.users).where(s.users.c.id == user_id)).one_or_none()
     if user is None or user.status != "active":
         return None
-    roles = conn.execute(
-        select(s.roles.c.id, s.roles.c.name)
+    query = (
+        select(s.roles.c.id, s.roles.c.name, s.memberships.c.org_id)
         .select_from(s.memberships.join(s.roles, s.roles.c.id == s.memberships.c.role_id))
         .where(s.memberships.c.user_id == user_id)
         .order_by(s.roles.c.name)
-    ).all()
+    )
+    if org_id is not None:
+        query = query.where(s.memberships.c.org_id == org_id)
+    roles = conn.execute(query).all()
+    if org_id is not None and not roles:
+        return None
     far = user.created_at + timedelta(days=36500)
     return SessionIdentity(
         "",
@@ -242,6 +252,7 @@ def lookup_user_identity(conn: Connection, user_id: str) -> SessionIdentity | No
         tuple(dict.fromkeys(r.name for r in roles)),
         far,
         user.updated_at,
+        tuple((r.org_id, r.name) for r in roles),
     )
 
 
