@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import ssl
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
@@ -205,6 +206,19 @@ def test_csrf_and_open_redirects_are_refused(d):
     assert (
         browser.request("GET", f"{d.login}/authorize?rd=" + quote(d.url("app.localhost", "/"))).status == 200
     )
+    # forms are small: a larger one is refused before it is parsed, a huge one before it is read
+    form_headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    big = browser.request("POST", f"{d.login}/login", b"csrf=" + b"x" * 20_000, form_headers)
+    assert big.status == 413
+    # (announced, not sent: the answer comes before the body would be read)
+    context = ssl.create_default_context(cafile=str(d.data / "tls" / "ca.pem"))
+    raw = socket.create_connection(("127.0.0.1", d.https_port), timeout=30)
+    with context.wrap_socket(raw, server_hostname="login.localhost") as tls:
+        tls.sendall(
+            b"POST /login HTTP/1.1\r\nHost: login.localhost\r\nContent-Length: 2097152\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+        )
+        assert tls.recv(100).startswith(b"HTTP/1.1 413 ")
 
 
 def test_programs_get_401_and_use_api_keys_as_bearer_tokens(d):

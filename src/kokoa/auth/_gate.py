@@ -11,7 +11,7 @@ one-time code from the login host for a host-only session cookie, opening a shar
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -351,7 +351,9 @@ class AccessGate:
                 return None
             if redeem_share_link(conn, token, count_use=True) is None:
                 return None
-            expires = lifetime if link.expires_at is None else min(lifetime, link.expires_at - _now())
+            expires = (
+                lifetime if link.expires_at is None else min(lifetime, link.expires_at - datetime.now(UTC))
+            )
             from kokoa.store._share_links import session_method
 
             session, session_token = create_session(
@@ -465,9 +467,3 @@ def _user_agent(head: Any) -> str | None:
         if name.lower() == b"user-agent":
             return value.decode("latin-1")[:200]
     return None
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

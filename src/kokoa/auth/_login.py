@@ -19,6 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -275,36 +276,24 @@ class LoginApp:
         """Signed in: go to ``rd``, through a one-time code when it is on a resource's host."""
         if rd.startswith("/"):
             return self._redirect(request, rd)
-        from kokoa.store import create_auth_code
-
-        parts = urlsplit(rd)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        code = await self.store.run(
-            create_auth_code,
-            host=(parts.hostname or "").lower(),
-            path=path,
-            method=method,
-            parent_id=session_id,
-            user_id=user_id,
-        )
-        return self._redirect(request, f"https://{parts.netloc}{CALLBACK_PATH}?code={quote(code)}")
+        return await self._code_redirect(request, rd, method=method, parent_id=session_id, user_id=user_id)
 
     async def _scoped_continue(
         self, request: IRequest, resource: Any, method: str, subject: str | None, rd: str
     ) -> bytes:
+        """Signed in to one resource by its own credential: to ``rd`` through a one-time code."""
+        return await self._code_redirect(request, rd, method=method, resource_id=resource.id, subject=subject)
+
+    async def _code_redirect(self, request: IRequest, rd: str, **code: Any) -> bytes:
+        """A one-time code for ``rd``'s host (and the path to go to there), and the redirect to the
+        host's callback that exchanges it for a session cookie."""
         from kokoa.store import create_auth_code
 
         parts = urlsplit(rd)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        code = await self.store.run(
-            create_auth_code,
-            host=(parts.hostname or "").lower(),
-            path=path,
-            method=method,
-            resource_id=resource.id,
-            subject=subject,
-        )
-        return self._redirect(request, f"https://{parts.netloc}{CALLBACK_PATH}?code={quote(code)}")
+        host = (parts.hostname or "").lower()
+        made = await self.store.run(create_auth_code, host=host, path=path, **code)
+        return self._redirect(request, f"https://{parts.netloc}{CALLBACK_PATH}?code={quote(made)}")
 
     async def _start_session(self, request: IRequest, user_id: str, method: str) -> Any:
         """A new login session (never one the browser brought: no fixation), in the login cookie."""
@@ -377,7 +366,7 @@ class LoginApp:
             when = session.last_seen_at.strftime("%Y-%m-%d %H:%M UTC")
             end = form(f"/account/sessions/{session.id}/revoke", csrf, [], "End", form_id=f"end-{session.id}")
             rows.append(
-                f"<tr><td>{_esc(session.method)}{this}</td><td>{_esc(session.source_address or '')}</td>"
+                f"<tr><td>{escape(session.method)}{this}</td><td>{escape(session.source_address or '')}</td>"
                 f"<td>{when}</td><td>{end}</td></tr>"
             )
         body += '<hr><h2>Sessions</h2><table id="sessions">' + "".join(rows) + "</table>"
@@ -1090,7 +1079,7 @@ class LoginApp:
         body = paragraph(error, "error") if error else ""
         body += paragraph("Add this key to your authenticator app, then enter the code it shows.")
         body += f'<p><code id="totp-secret">{pending.nonce}</code></p>'
-        body += f'<p class="note"><code id="totp-uri">{_esc(uri)}</code></p>'
+        body += f'<p class="note"><code id="totp-uri">{escape(uri)}</code></p>'
         body += form(
             "/account/totp",
             self._csrf(request),
@@ -1134,12 +1123,6 @@ class LoginApp:
         body = paragraph("Two-factor sign-in is on. Keep these backup codes somewhere safe: each works once.")
         body += f'<ul id="backup-codes">{items}</ul><p>{link("/", "Done")}</p>'
         return self._html(request, "Two-factor sign-in", body)
-
-
-def _esc(text: str) -> str:
-    from html import escape
-
-    return escape(text)
 
 
 def _arg(request: IRequest, name: str) -> str | None:
