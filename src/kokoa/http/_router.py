@@ -6,7 +6,9 @@ request differently from another.
 
 Hosts: lowercase, without port and trailing dot; a resource's ``*.example.com``
 matches exactly one label more (``a.example.com``, not ``a.b.example.com``), the
-same rule TLS certificates follow; exact names win over wildcards.
+same rule TLS certificates follow, and that label must be a DNS label (ASCII letters,
+digits and inner hyphens: nothing a browser could read as more than one label, such as
+``%2e`` or ``\\``); exact names win over wildcards.
 
 Paths (RFC 3986 section 6): percent-encoded unreserved characters are decoded and
 other escapes upper-cased; ``%2F`` stays encoded (an encoded slash is not a
@@ -35,6 +37,8 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 _PATH_CHARS = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*")
 _QUERY_CHARS = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%\[\]|{}\"^`<>\\]*")
 _HOST_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+# The one label a wildcard resource's "*" stands for: a DNS label (no "_").
+_WILDCARD_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +184,11 @@ class Router:
         return None
 
     def _entries(self, host: str):
+        if host.startswith("*"):  # a wildcard pattern is no host
+            return None
         entries = self._hosts.get(host)
         if entries is None:
-            _, dot, parent = host.partition(".")
-            if dot:
+            label, dot, parent = host.partition(".")
+            if dot and _WILDCARD_LABEL.fullmatch(label):
                 entries = self._hosts.get("*." + parent)
         return entries
