@@ -7,6 +7,10 @@ console), :class:`SessionCookieAuthenticator`: the login session's cookie, and f
 GET and HEAD an ``X-CSRF-Token`` header equal to the ``__Host-kokoa_csrf`` cookie (and an Origin, if
 sent, that is the login host's), else 403. Handlers see a :class:`Principal` either way.
 
+An instance-wide key (``org_id`` None) can be refused (403) by an authenticator made with
+``instance_keys=False``: the gateway does so on the login host, where only organizations' keys and
+console sessions are taken (instance keys go to the ``--api`` listener).
+
 Authorization: an instance-wide key (``org_id`` None) may do everything. An organization's key may act
 only under ``/orgs/{its org}`` (and list its own organization). Scopes: ``read`` allows GET only;
 ``write`` and ``*`` allow everything in the key's reach. Other scope names grant nothing here.
@@ -75,11 +79,23 @@ class Authenticator(Protocol):
         ...
 
 
-class ApiKeyAuthenticator:
-    """``Authorization: Bearer <key>``, checked with the store's :func:`authenticate_api_key`."""
+#: Why an instance-wide key is refused where ``instance_keys`` is off (the login host's API).
+INSTANCE_KEY_REFUSAL = (
+    "an instance-wide API key is accepted only on the --api listener, not on the login host: "
+    "call the API there, or use an organization's API key"
+)
 
-    def __init__(self, store: Store) -> None:
+
+class ApiKeyAuthenticator:
+    """``Authorization: Bearer <key>``, checked with the store's :func:`authenticate_api_key`.
+
+    ``instance_keys`` False: an instance-wide key (``org_id`` None, such as ``data/admin.key``) is
+    refused with 403 even when valid; organizations' keys (a member's included) work as before. The
+    login host's API uses this: instance keys belong on the ``--api`` listener only."""
+
+    def __init__(self, store: Store, *, instance_keys: bool = True) -> None:
         self.store = store
+        self.instance_keys = instance_keys
 
     def authenticate(self, request: IRequest) -> Deferred[Principal | None]:
         headers = request.requestHeaders.getRawHeaders(b"authorization") or []
@@ -97,6 +113,8 @@ class ApiKeyAuthenticator:
         key = await self.store.run(authenticate_api_key, token) if well_formed else None
         if key is None:
             raise unauthorized("the API key is unknown, expired or revoked", invalid_token=True)
+        if key.org_id is None and not self.instance_keys:
+            raise forbidden(INSTANCE_KEY_REFUSAL)
         return Principal.from_api_key(key)
 
 

@@ -558,9 +558,21 @@ class ConnectResource(WebSocketResource):
         return result
 
 
+#: What plain HTTP gets for ``/api/...`` and ``/connect/...`` on the login host (their credentials are
+#: bearer keys and session cookies, never to be sent or accepted in clear text).
+PLAIN_API_REFUSAL = (
+    "the admin API is served over HTTPS on the login host, or on the --api listener, never over plain "
+    "HTTP on the public front (a key sent here in clear text may have been seen: consider revoking it)"
+)
+PLAIN_CONNECT_REFUSAL = "kokoa connect works over wss:// (HTTPS) on the login host only, not over plain HTTP"
+
+
 class LoginRoot(Resource):
     """The login host's root: ``/connect/...`` to the WebSocket resource, ``/api/...`` to the admin
-    API (cookie sessions with CSRF checks), everything else to the app."""
+    API (cookie sessions with CSRF checks), everything else to the app.
+
+    Over plain HTTP (the public HTTP front hands the login host's connections here too) ``/api/...``
+    and ``/connect/...`` answer 403 (a problem document) before anything reads their credentials."""
 
     isLeaf = True
 
@@ -571,6 +583,14 @@ class LoginRoot(Resource):
         self.api = api  # the admin API for the console (cookie sessions), once the store is open
 
     def render(self, request: IRequest) -> Any:
+        first = request.postpath[:1]
+        if first in ([b"api"], [b"connect"]) and not request.isSecure():
+            from kokoa.api._app import render_problem
+            from kokoa.api._problems import forbidden
+
+            refusal = PLAIN_API_REFUSAL if first == [b"api"] else PLAIN_CONNECT_REFUSAL
+            request.setHeader(b"cache-control", b"no-store")
+            return render_problem(request, forbidden(refusal))
         if len(request.postpath) >= 2 and request.postpath[0] == b"connect":
             return self.connect.render(request)
         if request.postpath[:1] == [b"api"] and self.api is not None:

@@ -493,8 +493,12 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
                 "port_available": lambda kind, port: port_available(kind, port, config.resource_interface),
             }
             api_root.attach(store, reactor, **options)
-            # The same API on the login host, for the console: API keys or the user's session cookie.
-            cookies = [ApiKeyAuthenticator(store), SessionCookieAuthenticator(store, gate)]
+            # The same API on the login host (over HTTPS only), for the console: the user's session
+            # cookie, or an organization's API key; instance-wide keys only on this --api listener.
+            cookies = [
+                ApiKeyAuthenticator(store, instance_keys=False),
+                SessionCookieAuthenticator(store, gate),
+            ]
             front.login_app.attach_api(make_api_resource(store, reactor, authenticators=cookies, **options))
 
         store_service.ready.addCallback(attach_api)
