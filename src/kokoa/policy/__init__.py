@@ -18,9 +18,16 @@ the signed-in identity or None):
    ``authenticate``, signed in with a grant → allowed, without → denied.
 
 Paths are compared as the router compared them (rules are normalized with the router's own
-functions when the policy is built). One exception makes the engine stricter, never looser: a path
-holding an encoded slash (``%2F``, or ``%5C``) is also decided with those read as ``/`` (and ``..``
-resolved), since upstreams such as nginx do that, and the stricter of the two decisions wins.
+functions when the policy is built). Two exceptions make the engine stricter, never looser:
+
+- a path holding an encoded slash (``%2F``, or ``%5C``) is also decided with those read as ``/``
+  (and ``..`` resolved), since upstreams such as nginx do that;
+- ``deny`` and ``allow`` rules are also matched against the *folded* path (case-folded, trailing
+  dots and whitespace trimmed from every segment: :func:`fold_path`), since case-insensitive
+  upstreams and those that trim (Windows, IIS) read ``/ADMIN`` and ``/admin.`` as ``/admin``; a
+  ``bypass`` rule matches only a path that is under it exactly, and still under it once folded.
+
+The stricter of the decisions wins.
 
 Build a :class:`PolicySet` once per configuration version from the store's rows; per request,
 ``policies.decide_route(route, method, client_ip, identity)`` parses nothing but the client address
@@ -28,7 +35,7 @@ Build a :class:`PolicySet` once per configuration version from the store's rows;
 """
 
 from ._engine import Decision, Identity, Outcome, PolicySet, ResourcePolicy, decide
-from ._rules import ACTIONS, Action, PolicyError, Rule, parse_address, parse_network
+from ._rules import ACTIONS, Action, PolicyError, Rule, fold_path, parse_address, parse_network
 
 __all__ = [
     "ACTIONS",
@@ -41,6 +48,7 @@ __all__ = [
     "ResourcePolicy",
     "Rule",
     "decide",
+    "fold_path",
     "parse_address",
     "parse_network",
 ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kokoa.http._router import BadTarget, normalize_target
 
-from ._rules import Address, PolicyError, Rule, parse_address
+from ._rules import Address, PolicyError, Rule, fold_path, parse_address
 
 if TYPE_CHECKING:
     from kokoa.http._router import Route
@@ -73,6 +73,10 @@ class ResourcePolicy:
     grants_users: frozenset[str] = frozenset()
     error: str | None = None
     _needs_address: bool = field(default=False, init=False, repr=False, compare=False)
+    # Whether a rule looks at the path (then the folded path is read too), and whether every such
+    # rule's pattern is its own folded form (then a path that folds to itself needs one reading).
+    _folds: bool = field(default=False, init=False, repr=False, compare=False)
+    _folded_alike: bool = field(default=True, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         rules = tuple(sorted(self.rules, key=lambda rule: rule.priority))
@@ -89,6 +93,9 @@ class ResourcePolicy:
         object.__setattr__(self, "grants_roles", frozenset(self.grants_roles))
         object.__setattr__(self, "grants_users", frozenset(self.grants_users))
         object.__setattr__(self, "_needs_address", any(rule.cidr is not None for rule in rules))
+        with_paths = [rule for rule in rules if rule.path is not None and rule.path != "/"]
+        object.__setattr__(self, "_folds", bool(with_paths))
+        object.__setattr__(self, "_folded_alike", all(rule.folded == rule.path for rule in with_paths))
 
 
 def decide(
@@ -109,18 +116,49 @@ def decide(
     if not isinstance(method, str):
         method = None
     address = parse_address(client_ip) if policy._needs_address else None
-    decision = _decide(policy, route_match_path, method, client_ip, address, identity)
-    if route_match_path is not None and _ENCODED_SLASH.search(route_match_path):
+    decision = _decide(policy, route_match_path, None, method, client_ip, address, identity)
+    if route_match_path is None:
+        return decision
+    if policy._folds:
+        # Upstreams that ignore case or trim trailing dots and spaces read "/ADMIN" and "/admin." as
+        # "/admin": deny and allow rules are matched against the folded path too (bypass rules
+        # match no more than they do exactly), and the stricter decision wins.
+        decision = _folded_reading(policy, decision, route_match_path, method, client_ip, address, identity)
+    if _ENCODED_SLASH.search(route_match_path):
         # The router keeps "%2F" inside a segment, but an upstream may decode it and resolve "..":
-        # "/public/..%2Fadmin" reaches nginx's "/admin". Decide on that reading as well and keep the
-        # stricter decision, so an encoded slash never gets around a rule.
+        # "/public/..%2Fadmin" reaches nginx's "/admin". Decide on that reading as well (and on its
+        # folded form) and keep the stricter decision, so an encoded slash never gets around a rule.
         decoded = _decoded_slashes(route_match_path)
         if decoded is not None and decoded != route_match_path:
-            other = _decide(policy, decoded, method, client_ip, address, identity)
+            other = _decide(policy, decoded, None, method, client_ip, address, identity)
+            if policy._folds:
+                other = _folded_reading(policy, other, decoded, method, client_ip, address, identity)
             if _STRICTNESS[other.outcome] > _STRICTNESS[decision.outcome]:
                 return replace(
                     other, reason=f"{other.reason} (reading the encoded slashes in the path: {decoded})"
                 )
+    return decision
+
+
+def _folded_reading(
+    policy: ResourcePolicy,
+    decision: Decision,
+    path: str,
+    method: str | None,
+    client_ip: Any,
+    address: Address | None,
+    identity: Identity | None,
+) -> Decision:
+    """The stricter of ``decision`` (on ``path`` as it is) and the decision on its folded form."""
+    folded = fold_path(path)
+    if folded == path and policy._folded_alike:
+        return decision  # the same reading
+    other = _decide(policy, path, folded, method, client_ip, address, identity)
+    if _STRICTNESS[other.outcome] > _STRICTNESS[decision.outcome]:
+        return replace(
+            other,
+            reason=f"{other.reason} (reading the path without case and trailing dots or spaces: {folded})",
+        )
     return decision
 
 
@@ -134,11 +172,14 @@ def _decoded_slashes(match_path: str) -> str | None:
 def _decide(
     policy: ResourcePolicy,
     path: str | None,
+    folded: str | None,
     method: str | None,
     client_ip: Any,
     address: Address | None,
     identity: Identity | None,
 ) -> Decision:
+    """The first matching rule's decision, or the default. With ``folded`` (the folded form of
+    ``path``), deny and allow rules are matched against it, and a bypass rule must match both."""
     for rule in policy.rules:
         unknown = None
         if rule.method is not None:
@@ -149,7 +190,13 @@ def _decide(
         if rule.path is not None and rule.path != "/":
             if path is None:
                 unknown = "the request's path"
-            elif not rule.path_matches(path):
+            elif folded is None:
+                if not rule.path_matches(path):
+                    continue
+            elif rule.action == "bypass":
+                if not (rule.path_matches(path) and rule.folded_path_matches(folded)):
+                    continue
+            elif not rule.folded_path_matches(folded):
                 continue
         if rule.cidr is not None:
             if address is None:

@@ -13,6 +13,15 @@ path
     any run of characters, ``/`` included, and the pattern still matches whole segments: ``/admin*``
     matches ``/admin``, ``/administrator`` and ``/admin/x``; ``/*.php`` matches ``/a.php``,
     ``/d/a.php`` and ``/a.php/x``, not ``/a.phpx``. ``%2A`` in a rule is a literal ``*``.
+
+    Many upstreams read paths more loosely than the router: Windows and IIS, macOS file systems,
+    case-insensitive routers, servers that trim a trailing dot or space. So a ``deny`` or ``allow``
+    rule is also matched against the *folded* path (:func:`fold_path`, applied alike to the rule and
+    the request), and the engine keeps the stricter decision: ``deny /admin`` also denies
+    ``/ADMIN``, ``/%41dmin``, ``/admin.``, ``/admin%20`` and ``/Admin./x``. A ``bypass`` rule never
+    matches more by folding: it matches a path only when the exact path is under it and the folded
+    path is still under its folded form (``bypass /public`` does not open ``/PUBLIC``, nor
+    ``/public/..%20/admin``, which an upstream that trims spaces reads as ``/admin``).
 cidr
     An IPv4 or IPv6 network; a bare address is a single host. IPv4-mapped IPv6 addresses
     (``::ffff:1.2.3.4``), on either side, are their IPv4 address.
@@ -60,6 +69,9 @@ class Rule:
     method: str | None = None
     # Derived once: the compiled pattern of a glob path, the methods matched, a label for reasons.
     _glob: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    # The folded pattern (fold_path of the path) and its compiled glob.
+    folded: str | None = field(default=None, init=False, repr=False, compare=False)
+    _folded_glob: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
     _methods: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
     label: str = field(default="", init=False, repr=False, compare=False)
 
@@ -76,6 +88,9 @@ class Rule:
             path = normalize_rule_path(self.path, self.id)
             set_(self, "path", path)
             set_(self, "_glob", glob_pattern(path) if "*" in path else None)
+            folded = fold_path(path).rstrip("/") or "/"
+            set_(self, "folded", folded)
+            set_(self, "_folded_glob", glob_pattern(folded) if "*" in folded else None)
         if self.method is not None:
             if not isinstance(self.method, str) or not _TOKEN.fullmatch(self.method.strip()):
                 raise PolicyError(f"rule {self.id}: {self.method!r} is not an HTTP method")
@@ -94,6 +109,16 @@ class Rule:
         if self._glob is not None:
             return self._glob.match(match_path) is not None
         return match_path == pattern or match_path.startswith(pattern + "/")
+
+    def folded_path_matches(self, folded_path: str) -> bool:
+        """Whether ``folded_path`` (:func:`fold_path` of a ``match_path``) is under this rule's folded
+        path."""
+        pattern = self.folded
+        if pattern is None or pattern == "/":
+            return True
+        if self._folded_glob is not None:
+            return self._folded_glob.match(folded_path) is not None
+        return folded_path == pattern or folded_path.startswith(pattern + "/")
 
     def method_matches(self, method: str) -> bool:
         return self.method is None or method.upper() in self._methods
@@ -151,6 +176,70 @@ def normalize_rule_path(value: Any, rule_id: str = "?") -> str:
     except (BadTarget, UnicodeError) as e:
         raise PolicyError(f"rule {rule_id}: path {value!r} is not a URL path ({e})") from None
     return re.sub(r"\*+", "*", path)
+
+
+#: What a segment may end with that some servers drop: dots, whitespace (raw, as Unicode after
+#: decoding, or percent-encoded ASCII whitespace: space, tab, LF, VT, FF, CR).
+_TRAILING = re.compile(r"(?:[.\s]|%(?:20|09|0a|0b|0c|0d|2e))+\Z", re.IGNORECASE)
+#: A run of percent-escapes of bytes 0x80-0xFF (UTF-8 of non-ASCII characters, maybe).
+_NON_ASCII_RUN = re.compile(r"(?:%[89a-f][0-9a-f])+", re.IGNORECASE)
+#: What sends a path down the slow way (an ASCII path without these only needs lower-casing):
+#: an escape, whitespace, a dot that ends a segment, an empty segment.
+_NOT_PLAIN = re.compile(r"[%\s]|\.(?=/|\Z)|//")
+
+
+def fold_path(match_path: str) -> str:
+    """The folded form of a normalized path, for matching ``deny`` and ``allow`` rules the way the
+    loosest common upstreams read paths (see the module's docstring). Folded once per request, and
+    once per rule when the rule is built; only compared, never forwarded.
+
+    - percent-escapes of UTF-8 non-ASCII characters are decoded (``%C3%89`` is ``É``); other escapes
+      stay as they are (``%2F`` is no separator, ``%2A`` no glob);
+    - the whole path is case-folded (:meth:`str.casefold`: ``/ADMIN`` and ``/Admin`` are ``/admin``,
+      ``É`` is ``é``, ``ß`` is ``ss``); escapes that stay encoded become lower case on both sides;
+    - each segment loses its trailing dots and whitespace (``admin.``, ``admin%20``, ``admin.%09.``
+      are ``admin``; Unicode whitespace such as ``%C2%A0`` too); leading ones stay;
+    - then, as the router does, a segment left empty or ``.`` goes, and ``..`` removes the segment
+      before it; a segment of dots and whitespace only that starts with ``..`` (``..%20``, ``...``)
+      is a ``..``. A trailing slash stays.
+
+    Not folded: Unicode compatibility forms (full-width letters), NTFS streams (``::$DATA``) and
+    8.3 short names; rules on such upstreams need their own patterns."""
+    if match_path.startswith("/") and match_path.isascii() and _NOT_PLAIN.search(match_path) is None:
+        return match_path.lower()  # the common case: nothing to trim, nothing to decode
+    return _fold_segments(match_path)
+
+
+def _fold_segments(match_path: str) -> str:
+    """fold_path the long way, segment by segment."""
+    if "%" in match_path:
+        match_path = _NON_ASCII_RUN.sub(_decode_utf8, match_path)
+    segments: list[str] = []
+    for segment in match_path.casefold().split("/"):
+        if segment and (segment[-1] == "." or segment[-1].isspace() or segment[-3:-2] == "%"):
+            trimmed = _TRAILING.sub("", segment)
+            # "..%20" and "...": nothing but dots and spaces, read as ".." (as a server trimming
+            # the spaces would, and old Windows did "..."), never as an empty segment
+            segment = trimmed or (".." if segment.startswith("..") else "")
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    folded = "/" + "/".join(segments)
+    if segments and match_path.endswith("/"):
+        folded += "/"
+    return folded
+
+
+def _decode_utf8(escapes: re.Match[str]) -> str:
+    text = escapes.group()
+    try:
+        return bytes.fromhex(text.replace("%", "")).decode("utf-8")
+    except UnicodeDecodeError:
+        return text  # not UTF-8: left encoded
 
 
 def glob_pattern(path: str) -> re.Pattern[str]:
