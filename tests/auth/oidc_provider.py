@@ -1,12 +1,13 @@
 """A real OpenID Connect provider for tests: authlib's authorization server (Flask integration).
 
 Nothing here is a canned HTTP answer: authlib's ``AuthorizationCodeGrant`` with the
-``OpenIDCode`` extension and PKCE (``CodeChallenge``) issues codes and RS256-signed ID tokens,
+``OpenIDCode`` extension and PKCE (``CodeChallenge``) issues codes and ID tokens signed with
+RS256 (or, with ``--signing-alg``, an Ed25519 key under the JOSE name ``EdDSA`` or ``Ed25519``),
 checks client credentials, redirect URIs, nonces and code verifiers, and serves userinfo to
 bearer tokens. One client, users from a JSON file, everything in memory.
 
     python tests/auth/oidc_provider.py --port 0 --issuer-host 127.0.0.1 --users users.json \\
-        --client-id X --client-secret Y --redirect-uri URI [--port-file F]
+        --client-id X --client-secret Y --redirect-uri URI [--port-file F] [--signing-alg ALG]
 
 users.json: ``[{"email": ..., "password": ..., "name": ..., "email_verified": true, "sub": ...}]``
 (``name``, ``email_verified`` (default true) and ``sub`` (default derived from the email) optional).
@@ -41,10 +42,12 @@ from authlib.oidc.core import UserInfo, UserInfoEndpoint
 from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.core.models import AuthorizationCodeMixin
 from flask import Flask, Response, jsonify, request
-from joserfc.jwk import RSAKey
+from joserfc.jwk import OKPKey, RSAKey
 from werkzeug.serving import make_server
 
 SCOPES = ("openid", "email", "profile")
+#: ID token signature algorithms it can use: RSA, or an Ed25519 key under either JOSE name (RFC 9864).
+SIGNING_ALGORITHMS = ("RS256", "EdDSA", "Ed25519")
 
 
 @dataclass(frozen=True)
@@ -147,13 +150,24 @@ class Token(TokenMixin):
 class Provider:
     """The provider's state: its key, its one client, its users, codes and tokens issued."""
 
-    def __init__(self, client: Client, users: list[User], *, email_in_id_token: bool) -> None:
+    def __init__(
+        self,
+        client: Client,
+        users: list[User],
+        *,
+        email_in_id_token: bool,
+        alg: str = "RS256",
+    ) -> None:
         self.issuer = ""  # set once the port is known
         self.client = client
         self.users = {u.email.lower(): u for u in users}
         self.email_in_id_token = email_in_id_token
-        self.key = RSAKey.generate_key(
-            2048, parameters={"kid": secrets.token_hex(8), "use": "sig", "alg": "RS256"}
+        self.alg = alg
+        parameters = {"kid": secrets.token_hex(8), "use": "sig", "alg": alg}
+        self.key: RSAKey | OKPKey = (
+            RSAKey.generate_key(2048, parameters=parameters)
+            if alg == "RS256"
+            else OKPKey.generate_key("Ed25519", parameters=parameters)
         )
         self.codes: dict[str, Code] = {}
         self.tokens: dict[str, Token] = {}
@@ -204,14 +218,14 @@ def build_app(provider: Provider) -> Flask:
             return authorization_code.user
 
     class OpenIDCodeExtension(OpenIDCode):
-        def resolve_client_private_key(self, client: Client) -> RSAKey:
+        def resolve_client_private_key(self, client: Client) -> RSAKey | OKPKey:
             return provider.key
 
         def get_client_algorithm(self, client: Client) -> str:
-            return "RS256"
+            return provider.alg
 
         def get_encode_header(self, client: Client) -> dict[str, str]:
-            return {"alg": "RS256", "kid": provider.key.kid, "typ": "JWT"}
+            return {"alg": provider.alg, "kid": provider.key.kid, "typ": "JWT"}
 
         def get_client_claims(self, client: Client) -> dict[str, Any]:
             return {"iss": provider.issuer, "aud": [client.client_id]}
@@ -269,7 +283,7 @@ def build_app(provider: Provider) -> Flask:
             response_types_supported=["code"],
             grant_types_supported=["authorization_code"],
             subject_types_supported=["public"],
-            id_token_signing_alg_values_supported=["RS256"],
+            id_token_signing_alg_values_supported=[provider.alg],
             scopes_supported=list(SCOPES),
             token_endpoint_auth_methods_supported=[provider.client.auth_method],
             code_challenge_methods_supported=["S256"],
@@ -360,12 +374,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-email-in-id-token", action="store_true", help="email only from userinfo, not in ID tokens"
     )
+    parser.add_argument(
+        "--signing-alg", default="RS256", choices=SIGNING_ALGORITHMS, help="ID token signature algorithm"
+    )
     parser.add_argument("--tls-cert", help="serve https with this certificate (PEM)")
     parser.add_argument("--tls-key", help="and this private key (PEM)")
     args = parser.parse_args(argv)
 
     client = Client(args.client_id, args.client_secret, args.redirect_uri, args.token_auth_method)
-    provider = Provider(client, load_users(args.users), email_in_id_token=not args.no_email_in_id_token)
+    provider = Provider(
+        client,
+        load_users(args.users),
+        email_in_id_token=not args.no_email_in_id_token,
+        alg=args.signing_alg,
+    )
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
     if tls is None:
         os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"  # plain http: tests on loopback only

@@ -160,6 +160,26 @@ async def test_https_provider_trusted_through_ca_file_and_refused_without(tmp_pa
             await make_client(issuer).discover()  # the system's CAs do not know the development CA
 
 
+@pytest_twisted.ensureDeferred
+async def test_id_tokens_signed_with_ed25519_under_either_jose_name_are_accepted(tmp_path):
+    for alg in ("EdDSA", "Ed25519"):  # RFC 9864 named it Ed25519; providers may still say EdDSA
+        with running_provider(
+            tmp_path / alg,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            redirect_uri=REDIRECT_URI,
+            extra_args=[f"--signing-alg={alg}"],
+        ) as issuer:
+            client = make_client(issuer)
+            id_tokens = record_id_tokens(client)
+            claims = await sign_in_and_exchange(client)
+            assert claims.email == ADA["email"] and claims.email_verified
+            assert header_of(id_tokens[0])["alg"] == alg
+            assert client.metadata["id_token_signing_alg_values_supported"] == [alg]
+            (published,) = client._keys.keys
+            assert (published.tokens["kty"], published.tokens["crv"]) == ("OKP", "Ed25519")
+
+
 # -- refusals by the provider -----------------------------------------------------------------
 
 
@@ -302,6 +322,43 @@ async def test_an_unknown_key_refetches_the_key_set_once():
         assert server.hits[b"/jwks"] == 3
 
 
+ED_KEY = JsonWebKey.generate_key("OKP", "Ed25519", {"kid": "ed1"}, is_private=True)
+ED448_KEY = JsonWebKey.generate_key("OKP", "Ed448", {"kid": "ed448"}, is_private=True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_ed25519_and_eddsa_name_one_algorithm_for_an_ed25519_key_only():
+    async with static_provider() as (url, server):
+        claims = {"iss": url, "aud": CLIENT_ID, "sub": "s", "iat": 1_000_000, "exp": 1_000_300, "nonce": "n"}
+        for published_as in ("EdDSA", "Ed25519", None):
+            published = ED_KEY.as_dict(is_private=False, use="sig")
+            if published_as is not None:
+                published["alg"] = published_as
+            server.routes[b"/jwks"] = {"keys": [published, jwk(KEY)]}
+            client = make_client(url, now=lambda: 1_000_000)
+            for alg in ("EdDSA", "Ed25519"):
+                assert (await client.verify_id_token(sign(claims, ED_KEY, alg=alg), "n"))["sub"] == "s"
+            # an RS256 token under the Ed25519 key's kid: that key cannot have signed it
+            with pytest.raises(OIDCError, match="does not match the signing key"):
+                await client.verify_id_token(relabel(sign(claims, KEY), alg="RS256", kid="ed1"), "n")
+        # Ed25519 means that curve only: an Ed448 key signs EdDSA tokens, never Ed25519 ones
+        server.routes[b"/jwks"] = {"keys": [ED448_KEY.as_dict(is_private=False, use="sig")]}
+        client = make_client(url, now=lambda: 1_000_000)
+        assert await client.verify_id_token(sign(claims, ED448_KEY, alg="EdDSA"), "n")
+        with pytest.raises(OIDCError, match="bad signature"):
+            await client.verify_id_token(
+                relabel(sign(claims, ED448_KEY, alg="EdDSA"), alg="Ed25519", kid="ed448"), "n"
+            )
+        # and an RSA key never verifies a token that says Ed25519
+        as_ed25519 = relabel(sign(claims, KEY), alg="Ed25519", kid="k1")
+        server.routes[b"/jwks"] = {"keys": [jwk(KEY)]}
+        with pytest.raises(OIDCError, match="does not match the signing key"):
+            await make_client(url, now=lambda: 1_000_000).verify_id_token(as_ed25519, "n")
+        server.routes[b"/jwks"] = {"keys": [{k: v for k, v in jwk(KEY).items() if k != "alg"}]}
+        with pytest.raises(OIDCError, match="does not match the signing key"):  # (by its type)
+            await make_client(url, now=lambda: 1_000_000).verify_id_token(as_ed25519, "n")
+
+
 @pytest_twisted.ensureDeferred
 async def test_bad_discovery_documents_are_refused():
     async with static_provider() as (url, server):
@@ -408,6 +465,12 @@ def payload_of(token: str) -> dict:
 def sign(payload: dict, key, *, kid: str | None = None, alg: str = "RS256") -> str:
     header = {"alg": alg, "kid": kid or key.kid}
     return JsonWebToken([alg]).encode(header, payload, key).decode()
+
+
+def relabel(token: str, **header: str) -> str:
+    """``token`` with another header (its signature, of the old one, no longer fits)."""
+    _, payload, signature = token.split(".")
+    return f"{_b64(json.dumps(header).encode())}.{payload}.{signature}"
 
 
 def unsigned(payload: dict, *, kid: str) -> str:

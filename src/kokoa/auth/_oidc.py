@@ -22,6 +22,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import treq
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from twisted.internet import error as net_error
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
@@ -37,8 +39,10 @@ from kokoa.transports._trust import load_trust_root
 with warnings.catch_warnings():
     # authlib.jose announces its future replacement by joserfc on import; it works as it is.
     warnings.simplefilter("ignore", DeprecationWarning)
-    from authlib.jose import JsonWebKey, JsonWebToken, KeySet
+    from authlib.jose import JsonWebKey, JsonWebSignature, JsonWebToken, KeySet
     from authlib.jose.errors import JoseError
+    from authlib.jose.rfc7515 import JWSAlgorithm
+    from authlib.jose.rfc8037 import OKPKey
 
 #: Largest provider response read (discovery, JWKS, token, userinfo).
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -56,12 +60,51 @@ ID_TOKEN_ALGORITHMS = (
     "ES384",
     "ES512",
     "EdDSA",
+    "Ed25519",  # RFC 9864's name for EdDSA over Ed25519 (it deprecates the polymorphic "EdDSA")
 )
+#: Names of one signature algorithm: a key published as one verifies tokens signed as the other.
+_ED25519_NAMES = frozenset({"EdDSA", "Ed25519"})
+#: The key type (JWK ``kty``) each accepted algorithm signs with.
+_KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 
 _NAME = re.compile(r"[a-z0-9-]{1,32}")
 _DOMAIN = re.compile(
     r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 )
+
+
+class _Ed25519Algorithm(JWSAlgorithm):
+    """JWS ``Ed25519`` (RFC 9864): EdDSA with an Ed25519 key only. authlib.jose knows the older,
+    polymorphic name ``EdDSA`` only; joserfc, which will replace it, knows both."""
+
+    name = "Ed25519"
+    description = "EdDSA using the Ed25519 parameter set"
+
+    def prepare_key(self, raw_data: Any) -> OKPKey:
+        key = raw_data if isinstance(raw_data, OKPKey) else OKPKey.import_key(raw_data)
+        if key.tokens.get("crv") != "Ed25519":
+            raise ValueError("the Ed25519 algorithm takes an OKP key on the Ed25519 curve only")
+        return key
+
+    def sign(self, msg: bytes, key: OKPKey) -> bytes:
+        op_key = key.get_op_key("sign")
+        if not isinstance(op_key, Ed25519PrivateKey):
+            raise ValueError("the Ed25519 algorithm needs an Ed25519 private key")
+        return op_key.sign(msg)
+
+    def verify(self, msg: bytes, sig: bytes, key: OKPKey) -> bool:
+        op_key = key.get_op_key("verify")
+        if not isinstance(op_key, Ed25519PublicKey):
+            return False
+        try:
+            op_key.verify(sig, msg)
+        except InvalidSignature:
+            return False
+        return True
+
+
+if "Ed25519" not in JsonWebSignature.ALGORITHMS_REGISTRY:  # (a later authlib may know it)
+    JsonWebSignature.register_algorithm(_Ed25519Algorithm())
 
 
 class OIDCError(Exception):
@@ -375,11 +418,13 @@ class OIDCClient:
         if key is None:
             raise self._error("its ID token is signed with a key it does not publish")
         key_alg = key.tokens.get("alg")
-        if key_alg and key_alg != header.get("alg"):
+        if key_alg and key_alg != header.get("alg") and not _same_ed25519(key, key_alg, header.get("alg")):
+            raise self._error("its ID token's signature algorithm does not match the signing key")
+        if key.tokens.get("kty") != _KEY_TYPES[header["alg"][:2]]:
             raise self._error("its ID token's signature algorithm does not match the signing key")
         try:
             claims = dict(self._jwt.decode(id_token, lambda _header, _payload: key))
-        except (JoseError, ValueError, TypeError):
+        except (JoseError, ValueError, TypeError, KeyError):
             raise self._error("its ID token has a bad signature") from None
         self._check_claims(claims, nonce)
         return claims
@@ -526,6 +571,13 @@ def _jose_header(token: str) -> dict[str, Any] | None:
     except (ValueError, binascii.Error):
         return None
     return header if isinstance(header, dict) else None
+
+
+def _same_ed25519(key: Any, key_alg: str, token_alg: Any) -> bool:
+    """Whether a key published for ``key_alg`` may verify a token signed as ``token_alg``: only
+    ``EdDSA`` and ``Ed25519`` (RFC 9864's new name) with an Ed25519 key."""
+    names = {key_alg, token_alg}
+    return names <= _ED25519_NAMES and key.tokens.get("crv") == "Ed25519"
 
 
 def _find_key(keys: KeySet, kid: Any):
