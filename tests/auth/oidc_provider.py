@@ -14,7 +14,9 @@ users.json: ``[{"email": ..., "password": ..., "name": ..., "email_verified": tr
 
 Endpoints: ``/.well-known/openid-configuration``, ``/jwks``, ``/authorize`` (an HTML login form
 with fields ``email`` and ``password``; a POST with only ``password`` takes the email from the
-``login_hint`` query parameter), ``/token``, ``/userinfo``. It prints ``listening on PORT`` (and
+``login_hint`` query parameter), ``/token``, ``/userinfo``, ``/logout`` (its ``end_session_endpoint``:
+checks ``client_id`` and redirects to ``post_logout_redirect_uri`` with ``state``, else says "signed
+out"; ``--no-end-session`` leaves it out of discovery). It prints ``listening on PORT`` (and
 writes PORT to --port-file) once it accepts connections.
 """
 
@@ -32,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2 import OAuth2Error
@@ -157,12 +160,14 @@ class Provider:
         *,
         email_in_id_token: bool,
         alg: str = "RS256",
+        end_session: bool = True,
     ) -> None:
         self.issuer = ""  # set once the port is known
         self.client = client
         self.users = {u.email.lower(): u for u in users}
         self.email_in_id_token = email_in_id_token
         self.alg = alg
+        self.end_session = end_session
         parameters = {"kid": secrets.token_hex(8), "use": "sig", "alg": alg}
         self.key: RSAKey | OKPKey = (
             RSAKey.generate_key(2048, parameters=parameters)
@@ -274,7 +279,9 @@ def build_app(provider: Provider) -> Flask:
     @app.get("/.well-known/openid-configuration")
     def discovery() -> Response:
         base = provider.issuer
+        logout = {"end_session_endpoint": f"{base}/logout"} if provider.end_session else {}
         return jsonify(
+            **logout,
             issuer=base,
             authorization_endpoint=f"{base}/authorize",
             token_endpoint=f"{base}/token",
@@ -312,6 +319,19 @@ def build_app(provider: Provider) -> Flask:
             return login_page(email, "Wrong email or password."), 401
         grant = server.get_consent_grant(end_user=user)
         return server.create_authorization_response(grant_user=user, grant=grant)
+
+    @app.get("/logout")
+    def logout() -> Response:
+        if not provider.end_session:
+            return Response("Not found\n", 404)
+        if request.args.get("client_id") != provider.client.client_id:
+            return Response("Unknown client\n", 400)
+        back = request.args.get("post_logout_redirect_uri")
+        if not back:
+            return Response("You are signed out of the test provider.\n", 200)
+        state = request.args.get("state")
+        target = back + ("?" + urlencode({"state": state}) if state is not None else "")
+        return Response("", 302, {"Location": target})
 
     @app.post("/token")
     def token() -> Response:
@@ -377,6 +397,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--signing-alg", default="RS256", choices=SIGNING_ALGORITHMS, help="ID token signature algorithm"
     )
+    parser.add_argument(
+        "--no-end-session", action="store_true", help="no end_session_endpoint (RP-Initiated Logout)"
+    )
     parser.add_argument("--tls-cert", help="serve https with this certificate (PEM)")
     parser.add_argument("--tls-key", help="and this private key (PEM)")
     args = parser.parse_args(argv)
@@ -387,6 +410,7 @@ def main(argv: list[str] | None = None) -> None:
         load_users(args.users),
         email_in_id_token=not args.no_email_in_id_token,
         alg=args.signing_alg,
+        end_session=not args.no_end_session,
     )
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
     if tls is None:

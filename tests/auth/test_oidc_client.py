@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import json
 import socket
 import time
@@ -16,7 +17,7 @@ import pytest
 import pytest_twisted
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from oidc_fixtures import USERS, running_provider, sign_in
-from twisted.internet import reactor
+from twisted.internet import reactor, threads
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -359,6 +360,62 @@ async def test_ed25519_and_eddsa_name_one_algorithm_for_an_ed25519_key_only():
             await make_client(url, now=lambda: 1_000_000).verify_id_token(as_ed25519, "n")
 
 
+# -- ending the provider's session at sign-out ------------------------------------------------
+
+SIGNED_OUT = "https://login.example.com/signed-out"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_end_session_url_ends_the_providers_session_and_comes_back(issuer):
+    off = make_client(issuer)  # end_session defaults to false: no URL, nothing fetched
+    assert await off.end_session_url(SIGNED_OUT) is None and off.metadata is None
+    client = make_client(issuer, end_session=True)
+    url = await client.end_session_url(SIGNED_OUT)  # discovers first
+    assert client.metadata["end_session_endpoint"] == issuer + "/logout"
+    assert url.startswith(issuer + "/logout?")
+    assert query_of(url) == {"client_id": CLIENT_ID, "post_logout_redirect_uri": SIGNED_OUT}
+    url = await client.end_session_url(SIGNED_OUT, id_token_hint="the.id.token", state="st")
+    assert query_of(url) == {
+        "client_id": CLIENT_ID,
+        "post_logout_redirect_uri": SIGNED_OUT,
+        "id_token_hint": "the.id.token",
+        "state": "st",
+    }
+    # the provider takes it and sends the browser back
+    status, location = await threads.deferToThread(get_location, url)
+    assert (status, location) == (302, SIGNED_OUT + "?state=st")
+    with pytest.raises(ValueError, match="post_logout_redirect_uri"):
+        await client.end_session_url("http://login.example.com/signed-out")
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_end_session_url_without_the_endpoint_and_none_that_is_unsafe():
+    async with static_provider() as (url, server):
+        discovery = server.routes[b"/.well-known/openid-configuration"]
+        assert await make_client(url, end_session=True).end_session_url(SIGNED_OUT) is None
+        server.routes[b"/.well-known/openid-configuration"] = discovery | {
+            "end_session_endpoint": "https://idp.example.com/logout?tenant=t1&client_id=forged#x"
+        }
+        made = await make_client(url, end_session=True).end_session_url(SIGNED_OUT, state="s")
+        assert made.startswith("https://idp.example.com/logout?") and "#" not in made
+        assert query_of(made) == {
+            "tenant": "t1",
+            "client_id": CLIENT_ID,
+            "post_logout_redirect_uri": SIGNED_OUT,
+            "state": "s",
+        }
+        for endpoint, reason in (
+            ("http://idp.example.com/logout", "unsafe.*must use https"),
+            (42, "no valid end_session_endpoint"),
+        ):
+            server.routes[b"/.well-known/openid-configuration"] = discovery | {
+                "end_session_endpoint": endpoint
+            }
+            with pytest.raises(OIDCError, match=reason):
+                await make_client(url, end_session=True).end_session_url(SIGNED_OUT)
+            assert await make_client(url).end_session_url(SIGNED_OUT) is None  # off: not even looked at
+
+
 @pytest_twisted.ensureDeferred
 async def test_bad_discovery_documents_are_refused():
     async with static_provider() as (url, server):
@@ -416,6 +473,10 @@ def test_the_configuration_is_validated():
     assert (config.provision_org, config.default_role, config.ca_file) == (None, "Member", None)
     assert config.accepts_email("ada@example.com") and not config.accepts_email("ada@example.org")
     assert "secret" not in repr(config)
+    assert config.end_session is False
+    assert OIDCProviderConfig(issuer="https://idp.example.com", **base, end_session=True).end_session
+    with pytest.raises(ValueError, match="end_session"):
+        OIDCProviderConfig(issuer="https://idp.example.com", **base, end_session="yes")
     with pytest.raises(ValueError, match="must use https: plain http is only allowed to a loopback host"):
         OIDCProviderConfig(issuer="http://idp.example.com", **base)
     for issuer in ("ftp://idp.example.com", "https://", "idp.example.com", "https://idp.example.com?x=1"):
@@ -431,6 +492,25 @@ def test_the_configuration_is_validated():
 
 def credentials(user: dict) -> dict:
     return {"email": user["email"], "password": user["password"]}
+
+
+def query_of(url: str) -> dict[str, str]:
+    pairs = parse_qs(urlsplit(url).query, keep_blank_values=True)
+    assert all(len(values) == 1 for values in pairs.values()), url
+    return {k: v[0] for k, v in pairs.items()}
+
+
+def get_location(url: str) -> tuple[int, str]:
+    """GET ``url`` without following a redirect (blocking): (status, Location header)."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.request("GET", f"{parts.path}?{parts.query}")
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.getheader("Location", "")
+    finally:
+        connection.close()
 
 
 def record_id_tokens(client: OIDCClient) -> list[str]:

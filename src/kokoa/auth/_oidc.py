@@ -1,8 +1,9 @@
 """OpenID Connect single sign-on: the gateway as a relying party (authorization code flow with PKCE).
 
 `OIDCClient` discovers a provider, builds the URL the browser is sent to, and turns the code the
-browser brings back into verified `OIDCClaims`. Every failure is an `OIDCError` whose message
-can be shown to the person signing in.
+browser brings back into verified `OIDCClaims`; with ``end_session`` on, it also gives the URL that
+ends the provider's own session at sign-out (`OIDCClient.end_session_url`). Every failure is an
+`OIDCError` whose message can be shown to the person signing in.
 """
 
 from __future__ import annotations
@@ -178,6 +179,7 @@ class OIDCProviderConfig:
     default_role: str = "Member"
     ca_file: str | None = None  # extra CA bundle (PEM) trusted for the provider's TLS
     allowed_domains: tuple[str, ...] = ()  # email domains accepted; empty: any
+    end_session: bool = False  # at sign-out, end the provider's session too (RP-Initiated Logout)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -206,6 +208,8 @@ class OIDCProviderConfig:
             if not _DOMAIN.fullmatch(domain):
                 raise ValueError(f"allowed domain {domain!r} of provider {self.name!r} is not a domain name")
         object.__setattr__(self, "allowed_domains", domains)
+        if not isinstance(self.end_session, bool):
+            raise ValueError(f"end_session of provider {self.name!r} must be true or false")
 
     @property
     def discovery_url(self) -> str:
@@ -428,6 +432,41 @@ class OIDCClient:
             raise self._error("its ID token has a bad signature") from None
         self._check_claims(claims, nonce)
         return claims
+
+    async def end_session_url(
+        self, post_logout_redirect_uri: str, *, id_token_hint: str | None = None, state: str | None = None
+    ) -> str | None:
+        """Where to send the browser at sign-out so that the provider ends its own session too
+        (OpenID Connect RP-Initiated Logout 1.0), or None: ``end_session`` is off for this provider
+        (the default; then nothing is fetched), or its discovery document has no
+        ``end_session_endpoint``.
+
+        The URL is the provider's ``end_session_endpoint`` with ``client_id``,
+        ``post_logout_redirect_uri`` (where the provider sends the browser back: the login host's
+        ``https://login.../signed-out``; it must be registered at the provider) and, if given,
+        ``id_token_hint`` (the ID token of the session, which some providers want) and ``state``
+        (returned to ``post_logout_redirect_uri``). The endpoint's own query parameters are kept.
+
+        Discovers the provider first if that has not happened yet; raises :class:`OIDCError` if that
+        fails or the endpoint is not a safe URL (https, or http to loopback). ``ValueError`` if
+        ``post_logout_redirect_uri`` is not such a URL either (a caller's bug)."""
+        if not self.config.end_session:
+            return None
+        _check_url(post_logout_redirect_uri, "post_logout_redirect_uri")
+        if self._metadata is None:
+            await self.discover()
+        assert self._metadata is not None
+        if self._metadata.get("end_session_endpoint") is None:
+            return None
+        self._check_endpoint(self._metadata, "end_session_endpoint", required=True)
+        params = {"client_id": self.config.client_id, "post_logout_redirect_uri": post_logout_redirect_uri}
+        if id_token_hint is not None:
+            params["id_token_hint"] = id_token_hint
+        if state is not None:
+            params["state"] = state
+        parts = urlsplit(self._metadata["end_session_endpoint"])
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+        return urlunsplit(parts._replace(query=urlencode([*query, *params.items()]), fragment=""))
 
     # -- checks -----------------------------------------------------------------------------
 
