@@ -1,4 +1,4 @@
-"""kokoa.auth._ratelimit: token buckets (their bound, liveness and memory) and the sign-in limiter."""
+"""kokoa.auth._ratelimit: token buckets (their bound, liveness and memory) and the sign-in throttle."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kokoa.auth._ratelimit import Refusal, SignInLimiter, TokenBucketLimiter
+from kokoa.auth._ratelimit import Refusal, SignInThrottle, TokenBucketLimiter, Verdict
 
 pytestmark = pytest.mark.sans_io
 
@@ -162,7 +162,7 @@ def test_least_recently_touched_go_next():
     assert limiter.wait("new", 22.0) > 0
 
 
-# --- SignInLimiter ------------------------------------------------------------------------------
+# --- SignInThrottle -----------------------------------------------------------------------------
 
 
 def test_refusal_is_a_frozen_dataclass():
@@ -171,135 +171,171 @@ def test_refusal_is_a_frozen_dataclass():
         refusal.retry_after = 4  # type: ignore[misc]
 
 
-def test_five_attempts_per_account_then_one_a_minute():
-    limiter = SignInLimiter()
-    for i in range(5):
-        assert limiter.check("alice@example.com", f"192.0.2.{i}", 0.0) is None
-    refusal = limiter.check("alice@example.com", "192.0.2.99", 8.0)
-    assert refusal == Refusal("Too many sign-in attempts for this account. Try again in 52 seconds.", 52)
-    assert limiter.check("bob@example.com", "192.0.2.99", 8.0) is None
-    assert limiter.check("alice@example.com", "192.0.2.99", 59.5) == Refusal(
-        "Too many sign-in attempts for this account. Try again in 1 second.", 1
+def go(verdict: Verdict) -> bool:
+    return verdict.refusal is None
+
+
+def test_five_attempts_per_account_and_address_then_one_a_minute():
+    throttle = SignInThrottle()
+    for _ in range(5):
+        assert go(throttle.check("alice@example.com", "192.0.2.1", 0.0))
+    verdict = throttle.check("alice@example.com", "192.0.2.1", 8.0)
+    assert verdict.refusal == Refusal(
+        "Too many sign-in attempts for this account from your network. Try again in 52 seconds.", 52
     )
-    assert limiter.check("alice@example.com", "192.0.2.99", 60.0) is None
-    assert limiter.check("alice@example.com", "192.0.2.99", 60.0) is not None
+    # The same account from another address, and another account from this one, go on.
+    assert go(throttle.check("alice@example.com", "198.51.100.7", 8.0))
+    assert go(throttle.check("bob@example.com", "192.0.2.1", 8.0))
+    assert go(throttle.check("alice@example.com", "192.0.2.1", 60.0))
+    assert not go(throttle.check("alice@example.com", "192.0.2.1", 60.0))
 
 
 def test_accounts_are_case_insensitive():
-    limiter = SignInLimiter(account_capacity=2)
-    assert limiter.check("Alice@Example.com", "192.0.2.1", 0.0) is None
-    assert limiter.check("alice@example.com", "192.0.2.2", 0.0) is None
-    assert limiter.check("ALICE@EXAMPLE.COM", "192.0.2.3", 0.0) is not None
+    throttle = SignInThrottle(pair_capacity=2)
+    assert go(throttle.check("Alice@Example.com", "192.0.2.1", 0.0))
+    assert go(throttle.check("alice@example.com", "192.0.2.1", 0.0))
+    assert not go(throttle.check("ALICE@EXAMPLE.COM", "192.0.2.1", 0.0))
 
 
 def test_twenty_attempts_per_address_then_one_every_three_seconds():
-    limiter = SignInLimiter()
+    throttle = SignInThrottle()
     for i in range(20):
-        assert limiter.check(f"user{i}@example.com", "192.0.2.1", 0.0) is None
-    refusal = limiter.check("someone@example.com", "192.0.2.1", 1.0)
-    assert refusal == Refusal("Too many sign-in attempts from your network. Try again in 2 seconds.", 2)
-    assert limiter.check("someone@example.com", "192.0.2.2", 1.0) is None
-    assert limiter.check("someone@example.com", "192.0.2.1", 3.0) is None
+        assert go(throttle.check(f"user{i}@example.com", "192.0.2.1", 0.0))
+    verdict = throttle.check("someone@example.com", "192.0.2.1", 1.0)
+    assert verdict.refusal == Refusal("Too many sign-in attempts from your network. Try again in 2 seconds.", 2)
+    assert go(throttle.check("someone@example.com", "192.0.2.2", 1.0))
+    assert go(throttle.check("someone@example.com", "192.0.2.1", 3.0))
 
 
 def test_ipv6_counts_per_64():
-    limiter = SignInLimiter(address_capacity=2)
-    assert limiter.check("a@example.com", "2001:db8:1:2::1", 0.0) is None
-    assert limiter.check("b@example.com", "2001:db8:1:2:ffff::9", 0.0) is None
-    assert "network" in limiter.check("c@example.com", "2001:db8:1:2::abcd", 0.0).message
-    assert limiter.check("c@example.com", "2001:db8:1:3::1", 0.0) is None
-    # An IPv4-mapped address is the IPv4 address; anything unparsable is a key as it is.
-    assert limiter.check("d@example.com", "::ffff:192.0.2.7", 0.0) is None
-    assert limiter.check("e@example.com", "192.0.2.7", 0.0) is None
-    assert limiter.check("f@example.com", "192.0.2.7", 0.0) is not None
-    assert limiter.check("g@example.com", "unix:/run/kokoa.sock", 0.0) is None
+    throttle = SignInThrottle(address_capacity=2)
+    assert go(throttle.check("a@example.com", "2001:db8:1:2::1", 0.0))
+    assert go(throttle.check("b@example.com", "2001:db8:1:2:ffff::9", 0.0))
+    assert "network" in throttle.check("c@example.com", "2001:db8:1:2::abcd", 0.0).refusal.message
+    assert go(throttle.check("c@example.com", "2001:db8:1:3::1", 0.0))
+    assert go(throttle.check("d@example.com", "::ffff:192.0.2.7", 0.0))
+    assert go(throttle.check("e@example.com", "192.0.2.7", 0.0))
+    assert not go(throttle.check("f@example.com", "192.0.2.7", 0.0))
+    assert go(throttle.check("g@example.com", "unix:/run/kokoa.sock", 0.0))
 
 
-def test_refused_by_account_takes_nothing_from_the_address():
-    limiter = SignInLimiter()
+def test_the_account_wide_limit_delays_and_never_refuses():
+    """Many guessers on one account: after ten attempts each waits its turn (one every 30 s), at most
+    10 s; the owner, from a fresh address, is delayed like them but never refused."""
+    throttle = SignInThrottle()
+    delays = [throttle.check("owner@example.com", f"203.0.113.{i}", 0.0).delay for i in range(40)]
+    assert delays[:10] == [0.0] * 10
+    assert delays[10] == pytest.approx(10.0)  # its turn is 30 s away: capped at 10
+    assert all(d <= 10.0 for d in delays)
+    owner = throttle.check("owner@example.com", "198.51.100.1", 0.5)
+    assert owner.refusal is None and 0 < owner.delay <= 10.0
+
+
+def test_a_trusted_device_skips_the_account_wide_pace():
+    throttle = SignInThrottle()
+    for i in range(50):
+        throttle.check("owner@example.com", f"203.0.113.{i}", 0.0)
+    verdict = throttle.check("owner@example.com", "198.51.100.1", 0.0, trusted=True)
+    assert verdict == Verdict()
+    # ... but not the per-address limits: a stolen device cookie is no licence to guess.
+    for _ in range(4):
+        throttle.check("owner@example.com", "198.51.100.1", 0.0, trusted=True)
+    assert not go(throttle.check("owner@example.com", "198.51.100.1", 0.0, trusted=True))
+
+
+def test_the_pace_recovers():
+    throttle = SignInThrottle(account_capacity=2, account_refill_seconds=10.0)
+    assert [throttle.check("a", f"192.0.2.{i}", 0.0).delay for i in range(3)] == [0.0, 0.0, 10.0]
+    # After a quiet minute the burst is back.
+    assert [throttle.check("a", f"192.0.2.{i}", 100.0).delay for i in range(10, 12)] == [0.0, 0.0]
+
+
+def test_refused_by_pair_takes_nothing_from_the_address():
+    throttle = SignInThrottle()
     for _ in range(5):
-        assert limiter.check("alice@example.com", "192.0.2.1", 0.0) is None
+        assert go(throttle.check("alice@example.com", "192.0.2.1", 0.0))
     for _ in range(100):
-        assert "account" in limiter.check("alice@example.com", "192.0.2.1", 0.0).message
+        assert "account" in throttle.check("alice@example.com", "192.0.2.1", 0.0).refusal.message
     for i in range(15):  # the address's other 15 attempts are all still there
-        assert limiter.check(f"user{i}@example.com", "192.0.2.1", 0.0) is None
-    assert "network" in limiter.check("bob@example.com", "192.0.2.1", 0.0).message
+        assert go(throttle.check(f"user{i}@example.com", "192.0.2.1", 0.0))
+    assert "from your network. " in throttle.check("bob@example.com", "192.0.2.1", 0.0).refusal.message
 
 
-def test_refused_by_address_takes_nothing_from_the_account():
-    limiter = SignInLimiter()
-    for i in range(20):
-        assert limiter.check(f"user{i}@example.com", "192.0.2.1", 0.0) is None
-    for _ in range(100):
-        assert "network" in limiter.check("alice@example.com", "192.0.2.1", 0.0).message
-    for i in range(5):  # the account's 5 attempts are all still there
-        assert limiter.check("alice@example.com", f"198.51.100.{i}", 0.0) is None
-    assert "account" in limiter.check("alice@example.com", "198.51.100.99", 0.0).message
-
-
-def test_both_refuse_reports_the_longer_wait():
-    limiter = SignInLimiter(account_capacity=1, address_capacity=1)
-    assert limiter.check("alice@example.com", "192.0.2.1", 0.0) is None
-    refusal = limiter.check("alice@example.com", "192.0.2.1", 1.0)
-    assert refusal is not None
-    assert (refusal.retry_after, "account" in refusal.message) == (59, True)
-    limiter = SignInLimiter(account_capacity=1, account_refill_seconds=2.0, address_capacity=1)
-    assert limiter.check("alice@example.com", "192.0.2.1", 0.0) is None
-    refusal = limiter.check("alice@example.com", "192.0.2.1", 0.0)
-    assert refusal is not None
-    assert (refusal.retry_after, "network" in refusal.message) == (3, True)
-
-
-def test_success_clears_the_account():
-    limiter = SignInLimiter()
+def test_success_clears_the_pair_only():
+    throttle = SignInThrottle()
     for _ in range(5):
-        limiter.check("alice@example.com", "192.0.2.1", 0.0)
-    assert limiter.check("alice@example.com", "192.0.2.1", 0.0) is not None
-    limiter.succeeded("ALICE@example.com")
-    assert limiter.check("alice@example.com", "192.0.2.1", 0.0) is None
+        throttle.check("alice@example.com", "192.0.2.1", 0.0)
+        throttle.check("alice@example.com", "192.0.2.2", 0.0)
+    throttle.succeeded("ALICE@example.com", "192.0.2.1")
+    assert go(throttle.check("alice@example.com", "192.0.2.1", 0.0))
+    assert not go(throttle.check("alice@example.com", "192.0.2.2", 0.0))
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"account_capacity": 0}, "account limit: capacity"),
+        ({"pair_capacity": 0}, "account and address limit: capacity"),
         ({"address_capacity": 0}, "address limit: capacity"),
         ({"account_refill_seconds": 0}, "account_refill_seconds"),
         ({"address_refill_seconds": -3}, "address_refill_seconds"),
-        ({"account_refill_seconds": math.inf}, "account_refill_seconds"),
+        ({"pair_refill_seconds": math.inf}, "pair_refill_seconds"),
+        ({"max_delay": -1}, "max_delay"),
         ({"max_keys": 0}, "max_keys"),
     ],
 )
-def test_sign_in_limiter_bad_arguments(kwargs, message):
+def test_sign_in_throttle_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        SignInLimiter(**kwargs)
+        SignInThrottle(**kwargs)
 
 
 @SETTINGS
 @given(
     attempts=st.lists(
-        st.tuples(st.sampled_from(["a", "A", "b", "c"]), st.sampled_from(["192.0.2.1", "192.0.2.2"]), gaps),
+        st.tuples(
+            st.sampled_from(["a", "A", "b", "c"]),
+            st.sampled_from(["192.0.2.1", "192.0.2.2"]),
+            gaps,
+            st.booleans(),
+        ),
         max_size=120,
     )
 )
-def test_sign_in_limits_hold_and_retry_after_is_enough(attempts):
-    limiter = SignInLimiter(account_capacity=3, account_refill_seconds=10.0, address_capacity=5)
+def test_sign_in_limits_hold_and_delays_are_bounded(attempts):
+    throttle = SignInThrottle(pair_capacity=3, pair_refill_seconds=10.0, address_capacity=5, max_delay=7.0)
     allowed: dict[str, list[float]] = {}
     now = 0.0
-    for account, address, gap in attempts:
+    for account, address, gap, trusted in attempts:
         now += gap
-        refusal = limiter.check(account, address, now)
-        if refusal is None:
-            allowed.setdefault(account.lower(), []).append(now)
+        verdict = throttle.check(account, address, now, trusted=trusted)
+        assert 0.0 <= verdict.delay <= 7.0
+        if verdict.refusal is None:
+            allowed.setdefault(f"{account.lower()} {address}", []).append(now)
             allowed.setdefault(address, []).append(now)
         else:
+            refusal = verdict.refusal
+            assert verdict.delay == 0.0
             assert refusal.retry_after >= 1
             assert f"Try again in {refusal.retry_after} second" in refusal.message
-            # Waiting it out is enough for this pair, when nothing else happens meanwhile.
-            assert limiter.accounts.wait(account.lower(), now + refusal.retry_after) == 0.0
-            assert limiter.addresses.wait(address, now + refusal.retry_after) == 0.0
     for key, times in allowed.items():
-        capacity, rate = (5, 1 / 3) if key.startswith("192.") else (3, 1 / 10)
+        capacity, rate = (3, 1 / 10) if " " in key else (5, 1 / 3)
         for i, first in enumerate(times):
             for j in range(i, len(times)):
                 assert j - i + 1 <= capacity + (times[j] - first) * rate + 1e-5
+
+
+@SETTINGS
+@given(gaps_list=st.lists(gaps, max_size=80))
+def test_the_pace_holds_its_rate(gaps_list):
+    """Attempts run (arrival + delay) no faster than the burst plus one per interval, whenever the
+    delay was not capped."""
+    throttle = SignInThrottle(account_capacity=3, account_refill_seconds=5.0, max_delay=1000.0)
+    runs = []
+    now = 0.0
+    for gap in gaps_list:
+        now += gap
+        runs.append(now + throttle.check("a", f"192.0.2.{len(runs) % 250}", now).delay)
+    runs.sort()
+    for i, first in enumerate(runs):
+        for j in range(i, len(runs)):
+            assert j - i + 1 <= 3 + (runs[j] - first) / 5.0 + 1e-5

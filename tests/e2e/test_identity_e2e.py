@@ -203,9 +203,12 @@ def test_csrf_and_open_redirects_are_refused(d):
     ):
         page = browser.request("GET", f"{d.login}/authorize?rd={quote(rd, safe='')}")
         assert page.status == 400, rd
-    assert (
-        browser.request("GET", f"{d.login}/authorize?rd=" + quote(d.url("app.localhost", "/"))).status == 200
-    )
+    # a known resource's address with no nonce: first to that host for the browser's nonce cookie
+    bounce = browser.request("GET", f"{d.login}/authorize?rd=" + quote(d.url("app.localhost", "/x?y=1")))
+    assert bounce.status == 302
+    assert bounce.header("Location") == d.url("app.localhost", "/.kokoa/auth/start?path=%2Fx%3Fy%3D1")
+    back = browser.go(bounce.header("Location"))
+    assert back.status == 200 and back.url.startswith(f"{d.login}/authorize?rd=")
     # forms are small: a larger one is refused before it is parsed, a huge one before it is read
     form_headers = {"Content-Type": "application/x-www-form-urlencoded"}
     big = browser.request("POST", f"{d.login}/login", b"csrf=" + b"x" * 20_000, form_headers)
@@ -338,23 +341,25 @@ def test_a_resource_password_and_pin_let_visitors_in_to_that_resource_only(d):
     form_page = browser.go(d.url("app.localhost", "/pw"))
     assert "/resource/password" in form_page.text and "/resource/pin" in form_page.text
     rd = d.url("app.localhost", "/pw")
-    page = browser.go(f"{d.login}/resource/password?rd={quote(rd, safe='')}")
+    nonce = parse_qs(urlsplit(form_page.url).query)["n"][0]  # the hash of this browser's nonce on app
+    page = browser.go(f"{d.login}/resource/password?rd={quote(rd, safe='')}&n={nonce}")
     csrf = browser.jar["login.localhost"]["__Host-kokoa_csrf"]
-    wrong = browser.go(f"{d.login}/resource/password", "POST", {"csrf": csrf, "rd": rd, "secret": "nope"})
+    form = {"csrf": csrf, "rd": rd, "n": nonce}
+    wrong = browser.go(f"{d.login}/resource/password", "POST", {**form, "secret": "nope"})
     assert wrong.status == 401 and page.status == 200
-    done = browser.go(
-        f"{d.login}/resource/password", "POST", {"csrf": csrf, "rd": rd, "secret": "open sesame 1"}
-    )
+    # without the nonce's hash, the form is stale (a code must be bound to a browser)
+    stale = browser.go(f"{d.login}/resource/password", "POST", {"csrf": csrf, "rd": rd, "secret": "x"})
+    assert stale.status == 400
+    done = browser.go(f"{d.login}/resource/password", "POST", {**form, "secret": "open sesame 1"})
     assert done.status == 200 and json.loads(done.body)["uri"] == "/pw"
     assert "remote-groups" not in seen_headers(done)
     pin = d.browser()
-    pin.go(f"{d.login}/login")
+    nonce = parse_qs(urlsplit(pin.go(rd).url).query)["n"][0]
     csrf = pin.jar["login.localhost"]["__Host-kokoa_csrf"]
-    wrong_pin = pin.go(f"{d.login}/resource/pin", "POST", {"csrf": csrf, "rd": rd, "secret": "123456"})
+    form = {"csrf": csrf, "rd": rd, "n": nonce}
+    wrong_pin = pin.go(f"{d.login}/resource/pin", "POST", {**form, "secret": "123456"})
     assert wrong_pin.status == 401 and "Wrong PIN" in wrong_pin.text
-    assert (
-        pin.go(f"{d.login}/resource/pin", "POST", {"csrf": csrf, "rd": rd, "secret": "654321"}).status == 200
-    )
+    assert pin.go(f"{d.login}/resource/pin", "POST", {**form, "secret": "654321"}).status == 200
     # a visitor let in by one resource's password is no one on another resource of the same host
     other = d.add_http("other", "app.localhost", d.upstream_port, public=False, path_prefix="/other")
     wait_for(lambda: d.status_of("app.localhost", "/other/x") == 302, "the other resource")

@@ -77,9 +77,12 @@ def test_an_email_code_lets_an_allowed_address_in(d):
     browser = d.browser()
     form = browser.go(rd)
     assert "/resource/email" in form.text
+    nonce = parse_qs(urlsplit(form.url).query)["n"][0]
     csrf = csrf_of(browser, d)
     sent = browser.go(
-        f"{d.login}/resource/email", "POST", {"csrf": csrf, "rd": rd, "email": "Gus@Guests.example"}
+        f"{d.login}/resource/email",
+        "POST",
+        {"csrf": csrf, "rd": rd, "n": nonce, "email": "Gus@Guests.example"},
     )
     assert sent.status == 200 and "a code is on its way" in sent.text
     (mail,) = d.smtp.wait_for(1)
@@ -88,23 +91,24 @@ def test_an_email_code_lets_an_allowed_address_in(d):
     wrong = browser.go(
         f"{d.login}/resource-code",
         "POST",
-        {"csrf": csrf, "rd": rd, "email": "gus@guests.example", "code": "000000"},
+        {"csrf": csrf, "rd": rd, "n": nonce, "email": "gus@guests.example", "code": "000000"},
     )
     assert wrong.status == 401
     done = browser.go(
         f"{d.login}/resource-code",
         "POST",
-        {"csrf": csrf, "rd": rd, "email": "gus@guests.example", "code": code},
+        {"csrf": csrf, "rd": rd, "n": nonce, "email": "gus@guests.example", "code": code},
     )
     assert done.status == 200 and json.loads(done.body)["uri"] == "/mail"
     headers = {k.lower(): v for k, v in json.loads(done.body)["headers"]}
     assert headers["remote-email"] == "gus@guests.example"
     # an address outside the list gets the same page, and no mail
     other = d.browser()
+    other_nonce = parse_qs(urlsplit(other.go(rd).url).query)["n"][0]
     page = other.go(
         f"{d.login}/resource/email",
         "POST",
-        {"csrf": csrf_of(other, d), "rd": rd, "email": "eve@evil.example"},
+        {"csrf": csrf_of(other, d), "rd": rd, "n": other_nonce, "email": "eve@evil.example"},
     )
     assert page.status == 200 and "a code is on its way" in page.text
     assert len(d.smtp.messages) == 1
@@ -112,7 +116,9 @@ def test_an_email_code_lets_an_allowed_address_in(d):
 
 
 def sso(d, browser, rd: str, email: str, password: str):
-    start = browser.request("GET", f"{d.login}/oidc/corp/start?rd={quote(rd, safe='')}")
+    page = browser.go(rd)  # the resource's host sends the browser to sign in, bound to its nonce
+    nonce = parse_qs(urlsplit(page.url).query)["n"][0]
+    start = browser.request("GET", f"{d.login}/oidc/corp/start?rd={quote(rd, safe='')}&n={nonce}")
     assert start.status == 302
     status, back = post_login(start.header("Location"), email, password)
     assert status == 302 and back.startswith(f"{d.login}/oidc/corp/callback?")

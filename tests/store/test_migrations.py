@@ -265,7 +265,7 @@ DEFAULTS_0003: dict[str, dict[str, Any]] = {
 }
 
 
-def fill_0003(conn: Connection) -> Rows:
+def _rows_0003() -> tuple[Rows, dict[str, Any]]:
     """Revision 0002's rows with the identity columns set, and a row in every table 0003 added."""
     rows, types = _rows_0001()
     http, tcp = rows["resources"]
@@ -408,11 +408,32 @@ def fill_0003(conn: Connection) -> Rows:
         "auth_email_allow": JSONDocument,
         "backup_codes": JSONDocument,
     }
+    return rows, types
+
+
+def fill_0003(conn: Connection) -> Rows:
+    return _fill(conn, *_rows_0003())
+
+
+#: The columns revision 0004 added, with the values rows written before it get.
+DEFAULTS_0004: dict[str, dict[str, Any]] = {"auth_codes": {"nonce_hash": None}}
+
+
+def fill_0004(conn: Connection) -> Rows:
+    """Revision 0003's rows, a code bound to a browser's nonce, and the instance's cookie key."""
+    rows, types = _rows_0003()
+    rows["auth_codes"][0] |= {"nonce_hash": "e" * 64}
+    rows["instance_keys"] = [{"name": "cookie", "value": "a2V5" * 11, "created_at": NOW}]
     return _fill(conn, rows, types)
 
 
 #: Revision -> what fills a database at that revision.
-FILLERS: dict[str, Callable[[Connection], Rows]] = {"0001": fill_0001, "0002": fill_0002, "0003": fill_0003}
+FILLERS: dict[str, Callable[[Connection], Rows]] = {
+    "0001": fill_0001,
+    "0002": fill_0002,
+    "0003": fill_0003,
+    "0004": fill_0004,
+}
 
 
 def expected_at_head(revision: str, table_name: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -422,6 +443,8 @@ def expected_at_head(revision: str, table_name: str, row: dict[str, Any]) -> dic
         row = row | DEFAULTS_0002[table_name]
     if revision < "0003" and table_name in DEFAULTS_0003:
         row = row | DEFAULTS_0003[table_name]
+    if revision < "0004" and table_name in DEFAULTS_0004:
+        row = row | DEFAULTS_0004[table_name]
     return row
 
 

@@ -599,7 +599,7 @@ class LoginRoot(Resource):
 
 
 def connect_resource(login: Any) -> ConnectResource:
-    """The ``/connect/`` resource of a :class:`kokoa.auth._login.LoginApp`."""
+    """The ``/connect/`` resource of a :class:`kokoa.auth.login.LoginApp`."""
     return ConnectResource(ConnectFactory(login.gate, login.front, login.reactor))
 
 

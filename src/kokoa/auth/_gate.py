@@ -11,9 +11,10 @@ one-time code from the login host for a host-only session cookie, opening a shar
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -22,10 +23,19 @@ from kokoa.http._client_address import TrustedProxies
 from kokoa.http._errors import wants_html
 from kokoa.http._messages import cookie_value
 from kokoa.policy import Identity, PolicySet
+from kokoa.store import new_token, token_hash
 
 from ._identities import API_KEY, SESSION, SHARE, IdentityCache, Resolved
 from ._recorder import AccessRecorder
-from ._settings import CALLBACK_PATH, SESSION_COOKIE, SHARE_PREFIX, SIGNOUT_PATH, AuthSettings
+from ._settings import (
+    CALLBACK_PATH,
+    NONCE_COOKIE,
+    SESSION_COOKIE,
+    SHARE_PREFIX,
+    SIGNOUT_PATH,
+    START_PATH,
+    AuthSettings,
+)
 
 if TYPE_CHECKING:
     from kokoa.http._front import Exchange
@@ -33,6 +43,10 @@ if TYPE_CHECKING:
 log = Logger()
 
 _SESSION_COOKIE = SESSION_COOKIE.encode()
+_NONCE_COOKIE = NONCE_COOKIE.encode()
+_NONCE = re.compile(r"[A-Za-z0-9_-]{43}")
+#: Seconds a browser has to sign in and come back with its nonce.
+NONCE_LIFETIME = 900
 _BROWSER_METHODS = (b"GET", b"HEAD")
 
 
@@ -81,7 +95,7 @@ class AccessGate:
         self._header_names = tuple(n.encode() for n in names)
         # Client copies of the identity headers never pass (the defaults are in the front's list too).
         self.drop_headers = frozenset(n.lower() for n in self._header_names)
-        self.strip_cookies = frozenset({_SESSION_COOKIE})
+        self.strip_cookies = frozenset({_SESSION_COOKIE, _NONCE_COOKIE})
         self.requests = {"allow": 0, "deny": 0, "authenticate": 0}
 
     # ------------------------------------------------------------------ configuration
@@ -229,9 +243,7 @@ class AccessGate:
     def _ask_to_sign_in(self, exchange: Exchange, kind: str | None) -> None:
         head = exchange.head
         if kind in (None, SESSION) and head.method in _BROWSER_METHODS and wants_html(head.accept):
-            url = f"https://{self.public_netloc(head.host)}{head.target.forwarded}"
-            location = f"{self.login_origin}/authorize?rd={quote(url, safe='')}"
-            exchange.redirect(location.encode("ascii"), [])
+            self._send_to_login(exchange, head.target.forwarded)
             return
         why = "the credential is unknown, expired or revoked" if kind else "this resource needs signing in"
         exchange.refuse(
@@ -240,6 +252,23 @@ class AccessGate:
             "Authorization: Bearer <API key or share token>.",
             [(b"WWW-Authenticate", b'Bearer realm="kokoa"')],
         )
+
+    def _send_to_login(self, exchange: Exchange, path: str) -> None:
+        """Off to the login host to sign in, and back to ``path`` on this host: the browser gets a
+        nonce cookie here (host-only, kept if it has one) and the login host the nonce's hash, so
+        the one-time code it mints comes back to this browser only."""
+        head = exchange.head
+        nonce = cookie_value(head, _NONCE_COOKIE)
+        if not nonce or not _NONCE.fullmatch(nonce):
+            nonce = new_token()
+        url = f"https://{self.public_netloc(head.host)}{path}"
+        location = f"{self.login_origin}/authorize?" + urlencode({"rd": url, "n": token_hash(nonce)})
+        cookie = b"%s=%s; Path=/; Max-Age=%d; Secure; HttpOnly; SameSite=Lax" % (
+            _NONCE_COOKIE,
+            nonce.encode("ascii"),
+            NONCE_LIFETIME,
+        )
+        exchange.redirect(location.encode("ascii"), [(b"Set-Cookie", cookie)])
 
     def check_connection(self, resource: Any, client_ip: str) -> bool:
         """Whether a TCP connection to a resource's public port may go on: its address rules and
@@ -278,6 +307,8 @@ class AccessGate:
             return
         if path == CALLBACK_PATH:
             self._callback(exchange)
+        elif path == START_PATH:
+            self._start(exchange)
         elif path.startswith(SHARE_PREFIX):
             self._open_share_link(exchange, path[len(SHARE_PREFIX) :])
         elif path == SIGNOUT_PATH:
@@ -290,6 +321,15 @@ class AccessGate:
         if store is None:
             exchange.refuse(503, "The gateway is starting: try again in a moment.")
         return store
+
+    def _start(self, exchange: Exchange) -> None:
+        """``/.kokoa/auth/start?path=/x``: a sign-in that began on the login host comes here for the
+        browser's nonce cookie, and goes back bound to it."""
+        query = parse_qs((exchange.head.target.query or "").lstrip("?"))
+        path = (query.get("path") or ["/"])[0]
+        if not path.startswith("/") or path.startswith("//") or "\\" in path or not path.isprintable():
+            path = "/"
+        self._send_to_login(exchange, quote(path, safe="/?=&%:@!$'()*+,;~-._"))
 
     def _callback(self, exchange: Exchange) -> None:
         store = self._store_or_refuse(exchange)
@@ -309,15 +349,14 @@ class AccessGate:
             idle_timeout=timedelta(seconds=self.settings.idle_timeout),
             source_address=client_ip,
             user_agent=_user_agent(head),
+            nonce=cookie_value(head, _NONCE_COOKIE) or "",
         )
 
         def redeemed(found: Any) -> None:
             if not exchange.waiting():
                 return
             if found is None:
-                again = f"{self.login_origin}/authorize?rd=" + quote(
-                    f"https://{self.public_netloc(head.host)}/", safe=""
-                )
+                again = f"https://{self.public_netloc(head.host)}{START_PATH}"
                 exchange.refuse(
                     400,
                     f"This sign-in link is unknown, used or expired. Sign in again: {again}",

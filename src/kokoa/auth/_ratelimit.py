@@ -1,4 +1,4 @@
-"""Rate limits: token buckets keyed by string, in bounded memory, and the sign-in limiter built on them.
+"""Rate limits: token buckets keyed by string, in bounded memory, and the sign-in throttle built on them.
 
 Pure code: the caller passes the time (``now``, in seconds from any fixed origin) to every call.
 """
@@ -134,49 +134,117 @@ def _limiter(name: str, capacity: int, refill_seconds: float, max_keys: int) -> 
         raise ValueError(f"{name} limit: {error}") from None
 
 
-class SignInLimiter:
-    """Sign-in attempts, limited per account (5, then one more every minute by default) and per
-    client address (20, then one every 3 seconds). Account names are compared case-insensitively;
-    IPv6 addresses count per /64 network."""
+class _Pacer:
+    """An account-wide pace (the generic cell rate algorithm): ``burst`` attempts at once, then one
+    every ``interval`` seconds; an attempt beyond that is *delayed* until its turn, at most
+    ``max_delay`` seconds, never refused. Bounded keys, dropped oldest first."""
+
+    def __init__(self, burst: int, interval: float, max_delay: float, max_keys: int) -> None:
+        self.burst = burst
+        self.interval = interval
+        self.max_delay = max_delay
+        self.max_keys = max_keys
+        self._due: OrderedDict[str, float] = OrderedDict()  # the theoretical time of the next turn
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def delay(self, key: str, now: float) -> float:
+        """Take a turn for ``key``: the seconds to wait before it (0.0: now)."""
+        due = max(self._due.pop(key, now), now)
+        wait = max(0.0, due - now - (self.burst - 1) * self.interval)
+        wait = min(wait, self.max_delay)
+        # A held attempt counts from when it runs, so the queue never grows past max_delay.
+        self._due[key] = min(due, now + (self.burst - 1) * self.interval + self.max_delay) + self.interval
+        while len(self._due) > self.max_keys:
+            self._due.popitem(last=False)
+        return wait
+
+    def clear(self, key: str) -> None:
+        self._due.pop(key, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What to do with a sign-in attempt: refuse it (``refusal``), or check it after ``delay`` seconds."""
+
+    refusal: Refusal | None = None
+    delay: float = 0.0
+
+
+def _refusal(wait: float, where: str) -> Refusal:
+    seconds = _seconds(wait)
+    unit = "second" if seconds == 1 else "seconds"
+    return Refusal(f"Too many sign-in attempts {where}. Try again in {seconds} {unit}.", seconds)
+
+
+class SignInThrottle:
+    """Throttling that slows guessers without locking out the account's owner.
+
+    Three limits, on every attempt to prove a secret (an account's password or second factor, a
+    resource's password or PIN), each keyed by ``account``:
+
+    - per (account, client address): ``pair_capacity`` attempts (default 5), then one every
+      ``pair_refill_seconds`` (60): beyond, refused (429). One guesser, one account.
+    - per client address: ``address_capacity`` (20), then one every ``address_refill_seconds`` (3):
+      beyond, refused. One guesser, many accounts. IPv6 counts per /64.
+    - per account, from browsers that have never signed in to it: ``account_capacity`` (10), then
+      one every ``account_refill_seconds`` (30); beyond, the attempt is **delayed** until its turn,
+      at most ``max_delay`` seconds (10), never refused. Many guessers, one account: they are slowed,
+      and the owner, even from a new address, still gets in after the delay.
+
+    A browser that signed in to the account before carries a device cookie (see
+    :mod:`kokoa.auth._sealed`): ``trusted=True`` skips the account-wide pace.
+    """
 
     def __init__(
         self,
         *,
-        account_capacity: int = 5,
-        account_refill_seconds: float = 60.0,
+        pair_capacity: int = 5,
+        pair_refill_seconds: float = 60.0,
         address_capacity: int = 20,
         address_refill_seconds: float = 3.0,
+        account_capacity: int = 10,
+        account_refill_seconds: float = 30.0,
+        max_delay: float = 10.0,
         max_keys: int = 100_000,
     ) -> None:
         for name, seconds in (
-            ("account_refill_seconds", account_refill_seconds),
+            ("pair_refill_seconds", pair_refill_seconds),
             ("address_refill_seconds", address_refill_seconds),
+            ("account_refill_seconds", account_refill_seconds),
         ):
             if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds > 0):
                 raise ValueError(f"{name} must be a finite number of seconds more than 0, not {seconds!r}")
-        self.accounts = _limiter("account", account_capacity, account_refill_seconds, max_keys)
+        if not (isinstance(max_delay, int | float) and math.isfinite(max_delay) and max_delay >= 0):
+            raise ValueError(f"max_delay must be a finite number of seconds, at least 0, not {max_delay!r}")
+        capacity = account_capacity
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(
+                f"account limit: capacity must be a whole number of at least 1, not {account_capacity!r}"
+            )
+        self.pairs = _limiter("account and address", pair_capacity, pair_refill_seconds, max_keys)
         self.addresses = _limiter("address", address_capacity, address_refill_seconds, max_keys)
+        self.accounts = _Pacer(account_capacity, float(account_refill_seconds), float(max_delay), max_keys)
 
-    def check(self, account: str, address: str, now: float) -> Refusal | None:
-        """None if an attempt to sign in to ``account`` from ``address`` may go ahead (it takes a
-        token from both limits), else why not and for how long (taking nothing from either)."""
+    def check(self, account: str, address: str, now: float, *, trusted: bool = False) -> Verdict:
+        """The verdict on one attempt on ``account`` from ``address`` (a refusal takes nothing)."""
         account_key = account.lower()
         address_key = _address_key(address)
-        account_wait = self.accounts.wait(account_key, now)
+        pair_key = f"{account_key}\n{address_key}"
+        pair_wait = self.pairs.wait(pair_key, now)
         address_wait = self.addresses.wait(address_key, now)
-        if account_wait > 0 or address_wait > 0:
-            if account_wait >= address_wait:
-                seconds = _seconds(account_wait)
-                where = "for this account"
-            else:
-                seconds = _seconds(address_wait)
-                where = "from your network"
-            unit = "second" if seconds == 1 else "seconds"
-            return Refusal(f"Too many sign-in attempts {where}. Try again in {seconds} {unit}.", seconds)
-        self.accounts.take(account_key, now)
+        if pair_wait > 0 or address_wait > 0:
+            if pair_wait >= address_wait:
+                return Verdict(_refusal(pair_wait, "for this account from your network"))
+            return Verdict(_refusal(address_wait, "from your network"))
+        self.pairs.take(pair_key, now)
         self.addresses.take(address_key, now)
-        return None
+        if trusted:
+            return Verdict()
+        return Verdict(delay=self.accounts.delay(account_key, now))
 
-    def succeeded(self, account: str) -> None:
-        """Forget the failed attempts on ``account`` after a successful sign-in."""
-        self.accounts.clear(account.lower())
+    def succeeded(self, account: str, address: str) -> None:
+        """Forget the failed attempts on ``account`` from ``address`` after a successful sign-in (the
+        account-wide pace is kept: one success must not give other guessers more tries)."""
+        self.pairs.clear(f"{account.lower()}\n{_address_key(address)}")

@@ -15,6 +15,8 @@ LOGIN_COOKIE = "__Host-kokoa_login"
 #: Paths on every resource host that the gateway answers itself.
 INTERNAL_PREFIX = "/.kokoa/"
 CALLBACK_PATH = "/.kokoa/auth/callback"
+START_PATH = "/.kokoa/auth/start"  # gives the browser its nonce cookie, then off to the login host
+NONCE_COOKIE = "__Host-kokoa_nonce"
 SHARE_PREFIX = "/.kokoa/share/"
 SIGNOUT_PATH = "/.kokoa/auth/signout"
 
@@ -39,10 +41,14 @@ class AuthSettings:
     access_log_retention_days: float = 30.0
     access_log_buffer: int = 10_000  # decisions waiting to be written; more are counted and dropped
     session_cache_size: int = 100_000  # sessions and tokens kept in memory
-    attempts_per_account: int = 5  # sign-in attempts before the account's limiter waits ...
-    account_refill_seconds: float = 60.0  # ... one more per this many seconds
-    attempts_per_address: int = 20
+    # Sign-in throttling (kokoa.auth._ratelimit.SignInThrottle; docs/identity.md has the model):
+    attempts_per_account_address: int = 5  # per account and client address, refused beyond ...
+    account_address_refill_seconds: float = 60.0  # ... then one more per this many seconds
+    attempts_per_address: int = 20  # per client address, refused beyond ...
     address_refill_seconds: float = 3.0
+    attempts_per_account: int = 10  # per account from unknown browsers, *delayed* beyond ...
+    account_refill_seconds: float = 30.0  # ... to one per this many seconds,
+    max_signin_delay: float = 10.0  # ... by at most this many seconds (never refused)
     reset_link_lifetime: float = 3600.0
     invite_link_lifetime: float = 7 * DAY
     email_code_lifetime: float = 600.0
@@ -64,6 +70,8 @@ _NUMBERS = {
     "access_log_retention_days": 0.0,
     "account_refill_seconds": 0.0,
     "address_refill_seconds": 0.0,
+    "account_address_refill_seconds": 0.0,
+    "max_signin_delay": 0.0,
     "reset_link_lifetime": 60.0,
     "invite_link_lifetime": 60.0,
     "email_code_lifetime": 60.0,
@@ -73,6 +81,7 @@ _INTS = {
     "session_cache_size": 100,
     "attempts_per_account": 1,
     "attempts_per_address": 1,
+    "attempts_per_account_address": 1,
 }
 _HEADERS = ("header_user", "header_email", "header_groups", "header_name", "bearer_header")
 

@@ -340,7 +340,9 @@ def _certificate_manager(config: GatewayConfig, creds, reactor):
 def _access_gate(config: GatewayConfig, front, store_service: StoreService, reactor):
     """The gate in front of every resource, and the login host's pages (handed the connections for it)."""
     from kokoa.auth._gate import AccessGate
-    from kokoa.auth._login import LoginApp
+    from kokoa.auth._sealed import new_key
+    from kokoa.auth.login import LoginApp
+    from kokoa.store import instance_key
 
     settings = config.auth
     gate = AccessGate(settings, lambda: store_service.store, reactor, https_port=_port_of(config.https))
@@ -355,6 +357,15 @@ def _access_gate(config: GatewayConfig, front, store_service: StoreService, reac
 
         clients.append(OIDCClient(OIDCProviderConfig(**provider), reactor))
     login = LoginApp(gate, front, reactor, mailer=mailer, oidc=clients)
+
+    def cookie_key(store):
+        """The key that seals the login host's cookies: the instance's, shared by every gateway."""
+        d = store.run(instance_key, "cookie", new_key)
+        d.addCallback(login.set_cookie_key)
+        d.addErrback(lambda f: log.failure("cannot read the instance's cookie key", f))
+        return store
+
+    store_service.ready.addCallback(cookie_key)
     front.gate = gate
     front.login_host = gate.login_host
     front.login_site = login.site()

@@ -387,7 +387,19 @@ auth_codes = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("expires_at", UTCDateTime(), nullable=False),
     Column("used_at", UTCDateTime(), nullable=True),
+    # SHA-256 of the nonce cookie of the browser that asked (the code is redeemed with it only);
+    # None for kokoa connect's codes (bound to its loopback listener instead).
+    Column("nonce_hash", String(64), nullable=True),
     Index("ix_auth_codes_expires_at", "expires_at"),
+)
+
+#: Keys of the instance that every gateway shares (the key that seals the login host's cookies).
+instance_keys = Table(
+    "instance_keys",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 #: One-time links for a user: set a password (``setup``, ``invite``) or reset it (``reset``).

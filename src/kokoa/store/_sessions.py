@@ -18,6 +18,7 @@ gateway records use at most once a minute per session, off the request path).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -341,10 +342,13 @@ def create_auth_code(
     user_id: str | None = None,
     resource_id: str | None = None,
     subject: str | None = None,
+    nonce_hash: str | None = None,
     now: datetime | None = None,
 ) -> str:
     """A one-time code that ``host`` exchanges for a host session; ``path`` is where the browser goes
-    next on that host (a path and query, checked by the caller)."""
+    next on that host (a path and query, checked by the caller). ``nonce_hash`` (:func:`token_hash`
+    of the browser's nonce cookie on ``host``) binds it to that browser: it is redeemed only with
+    the nonce."""
     now = resolve_now(now)
     if parent_id is None and resource_id is None:
         raise Invalid("parent_id", "a code carries a login session or a resource-scoped sign-in")
@@ -361,6 +365,7 @@ def create_auth_code(
             path=path[: s.PATH_LENGTH],
             created_at=now,
             expires_at=now + AUTH_CODE_LIFETIME,
+            nonce_hash=nonce_hash,
         )
     )
     return code
@@ -376,12 +381,16 @@ def redeem_auth_code(
     idle_timeout: timedelta,
     source_address: str | None = None,
     user_agent: str | None = None,
+    nonce: str | None = None,
     now: datetime | None = None,
 ) -> tuple[Session, str, str] | None:
     """Exchange a code on ``host`` for a host session: (session, its token, the path to go to).
 
-    None for a code that is unknown, used, expired, for another host, or whose login session has
-    ended (alike: nothing to learn from the difference). A code presented at all is spent."""
+    ``nonce`` is the browser's nonce cookie: a code minted for a nonce is redeemed with that nonce
+    only, a code minted without one without one. None for a code that is unknown, used, expired, for
+    another host or another browser, or whose login session has ended (alike: nothing to learn from
+    the difference). A code presented at all is spent, so a code lifted from a URL is worthless once
+    its browser arrived, and a code a browser did not ask for dies in it."""
     now = resolve_now(now)
     if not isinstance(code, str) or not 20 <= len(code) <= 100:
         return None
@@ -400,6 +409,12 @@ def redeem_auth_code(
         return None
     row = conn.execute(select(s.auth_codes).where(s.auth_codes.c.code_hash == hashed)).one()
     if row.host != host:
+        return None
+    sent = token_hash(nonce) if nonce else None
+    if row.nonce_hash is None or sent is None:
+        if row.nonce_hash != sent:
+            return None
+    elif not hmac.compare_digest(row.nonce_hash, sent):
         return None
     expires_in = lifetime
     if row.parent_id is not None:

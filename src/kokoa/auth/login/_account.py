@@ -1,0 +1,204 @@
+"""The signed-in user's own pages: their sessions (each can be ended), password, second factor."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread
+from twisted.web.iweb import IRequest
+
+from kokoa.store import (
+    Invalid,
+    NotFound,
+    change_password,
+    check_password,
+    enable_totp,
+    get_session,
+    hash_password,
+    list_sessions,
+    password_hash_for,
+    revoke_session,
+)
+
+from .._pages import form, link, paragraph
+from .._settings import LOGIN_COOKIE
+from .._totp import hash_backup_code, new_backup_codes, new_totp_secret, provisioning_uri, verify_totp
+from ._base import LoginBase, app
+from ._forms import Refused, set_cookie
+from ._password import login_link
+
+ENROL_COOKIE = "__Host-kokoa_enrol"
+#: Seconds to finish setting up a second factor.
+ENROL_WINDOW = 600.0
+
+
+class AccountPages(LoginBase):
+    async def _account(self, request: IRequest, found: Any, note: str | None = None) -> str:
+        csrf = self._csrf(request)
+        identity = found.identity
+        body = paragraph(note, "note") if note else ""
+        body += paragraph(f"Signed in as {identity.email}.")
+        body += form("/logout", csrf, [], "Sign out", form_id="signout")
+        sessions = (await self.store.run(list_sessions, user_id=identity.user_id, limit=100)).items
+        rows = []
+        for session in sessions:
+            if session.kind != "login":
+                continue
+            this = " (this one)" if session.id == found.session_id else ""
+            when = session.last_seen_at.strftime("%Y-%m-%d %H:%M UTC")
+            end = form(f"/account/sessions/{session.id}/revoke", csrf, [], "End", form_id=f"end-{session.id}")
+            rows.append(
+                f"<tr><td>{escape(session.method)}{this}</td><td>{escape(session.source_address or '')}</td>"
+                f"<td>{when}</td><td>{end}</td></tr>"
+            )
+        body += '<hr><h2>Sessions</h2><table id="sessions">' + "".join(rows) + "</table>"
+        body += "<hr><h2>Password</h2>" + form(
+            "/account/password",
+            csrf,
+            [
+                ("current", "Current password", "password", "current-password"),
+                ("password", "New password", "password", "new-password"),
+            ],
+            "Change the password",
+            form_id="change-password",
+        )
+        body += "<hr>" + link("/account/totp", "Set up two-factor sign-in")
+        return body
+
+    @app.route("/account/sessions/<session_id>/revoke", methods=["POST"])
+    def end_session(self, request: IRequest, session_id: str) -> Deferred:
+        return self._guard(request, self._end_session(request, session_id))
+
+    async def _end_session(self, request: IRequest, session_id: str) -> bytes:
+        self._form(request)
+        found = await self._login_session(request)
+        if found is None:
+            return self._redirect(request, "/login")
+
+        def tx(conn: Any) -> bool:
+            try:
+                session = get_session(conn, session_id)
+            except (NotFound, Invalid):
+                return False
+            if session.user_id != found.identity.user_id:
+                return False  # not theirs: as if it did not exist
+            revoke_session(conn, session_id)
+            return True
+
+        if not await self.store.run(tx):
+            raise Refused(404, "No such session of yours.")
+        self._event(
+            request,
+            "signout",
+            "success",
+            f"session {session_id} ended by its user",
+            user_id=found.identity.user_id,
+        )
+        if session_id == found.session_id:
+            set_cookie(request, LOGIN_COOKIE, "", 0)
+            return self._redirect(request, "/signed-out")
+        return self._redirect(request, "/")
+
+    @app.route("/account/password", methods=["POST"])
+    def change_password(self, request: IRequest) -> Deferred:
+        return self._guard(request, self._change_password(request))
+
+    async def _change_password(self, request: IRequest) -> bytes:
+        fields = self._form(request)
+        found = await self._login_session(request)
+        if found is None:
+            return self._redirect(request, "/login")
+        identity = found.identity
+        refusal = await self._throttled(request, identity.email)
+        if refusal is not None:
+            return self._html(request, "Kokoa", await self._account(request, found, refusal.message), 429)
+        current = await self.store.run(password_hash_for, identity.email)
+        stored = current[1] if current is not None else None
+        if not await deferToThread(check_password, stored, fields.get("current", "")):
+            self._event(
+                request,
+                "signin",
+                "failure",
+                "wrong current password (password change)",
+                user_id=identity.user_id,
+            )
+            return self._html(
+                request, "Kokoa", await self._account(request, found, "The current password is wrong."), 401
+            )
+        try:
+            new_hash = await deferToThread(hash_password, fields.get("password", ""))
+        except Invalid as e:
+            return self._html(
+                request, "Kokoa", await self._account(request, found, f"The new password {e.message}."), 400
+            )
+        await self.store.run(change_password, identity.user_id, new_hash, found.session_id)
+        self._event(
+            request, "signin", "success", "password changed; other sessions ended", user_id=identity.user_id
+        )
+        return self._html(
+            request,
+            "Kokoa",
+            await self._account(request, found, "Password changed; your other sessions ended."),
+        )
+
+    @app.route("/account/totp", methods=["GET"])
+    def totp_setup_form(self, request: IRequest) -> Deferred:
+        return self._guard(request, self._totp_setup_form(request))
+
+    async def _totp_setup_form(self, request: IRequest, error: str | None = None, status: int = 200) -> bytes:
+        found = await self._login_session(request)
+        if found is None:
+            return self._redirect(request, login_link("/account/totp"))
+        state = self._held_state(request, ENROL_COOKIE, "enrol")
+        if state is None or state.get("u") != found.identity.user_id or not isinstance(state.get("k"), str):
+            state = {"u": found.identity.user_id, "k": new_totp_secret()}
+            self._hold(request, ENROL_COOKIE, "enrol", state, ENROL_WINDOW)
+        secret = state["k"]
+        uri = provisioning_uri(secret, found.identity.email)
+        body = paragraph(error, "error") if error else ""
+        body += paragraph("Add this key to your authenticator app, then enter the code it shows.")
+        body += f'<p><code id="totp-secret">{escape(secret)}</code></p>'
+        body += f'<p class="note"><code id="totp-uri">{escape(uri)}</code></p>'
+        body += form(
+            "/account/totp",
+            self._csrf(request),
+            [("code", "Code", "text", "one-time-code")],
+            "Turn on",
+            form_id="totp-setup",
+        )
+        return self._html(request, "Two-factor sign-in", body, status)
+
+    @app.route("/account/totp", methods=["POST"])
+    def totp_setup(self, request: IRequest) -> Deferred:
+        return self._guard(request, self._totp_setup(request))
+
+    async def _totp_setup(self, request: IRequest) -> bytes:
+        fields = self._form(request)
+        found = await self._login_session(request)
+        state = self._held_state(request, ENROL_COOKIE, "enrol")
+        if (
+            found is None
+            or state is None
+            or state.get("u") != found.identity.user_id
+            or not isinstance(state.get("k"), str)
+        ):
+            return self._redirect(request, "/account/totp")
+        step = verify_totp(state["k"], fields.get("code", ""), now=self.clock())
+        if step is None:
+            return await self._totp_setup_form(
+                request, "That code is not right: check your device's clock and try again.", 400
+            )
+        codes = new_backup_codes()
+        await self.store.run(
+            enable_totp, found.identity.user_id, state["k"], step, [hash_backup_code(c) for c in codes]
+        )
+        self._drop(request, ENROL_COOKIE)
+        self._event(
+            request, "signin", "success", "two-factor sign-in turned on", user_id=found.identity.user_id
+        )
+        items = "".join(f"<li><code>{escape(c)}</code></li>" for c in codes)
+        body = paragraph("Two-factor sign-in is on. Keep these backup codes somewhere safe: each works once.")
+        body += f'<ul id="backup-codes">{items}</ul><p>{link("/", "Done")}</p>'
+        return self._html(request, "Two-factor sign-in", body)
