@@ -202,7 +202,9 @@ def test_twenty_attempts_per_address_then_one_every_three_seconds():
     for i in range(20):
         assert go(throttle.check(f"user{i}@example.com", "192.0.2.1", 0.0))
     verdict = throttle.check("someone@example.com", "192.0.2.1", 1.0)
-    assert verdict.refusal == Refusal("Too many sign-in attempts from your network. Try again in 2 seconds.", 2)
+    assert verdict.refusal == Refusal(
+        "Too many sign-in attempts from your network. Try again in 2 seconds.", 2
+    )
     assert go(throttle.check("someone@example.com", "192.0.2.2", 1.0))
     assert go(throttle.check("someone@example.com", "192.0.2.1", 3.0))
 
