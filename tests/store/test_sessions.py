@@ -167,3 +167,59 @@ def test_revocations_are_configuration_changes_and_lists_show_active_sessions(co
     assert st.list_sessions(conn, user_id=ann.id, now=NOW).items == ()
     assert len(st.list_sessions(conn, user_id=ann.id, active=False, now=NOW).items) == 2
     assert st.prune_sessions(conn, now=NOW + timedelta(days=3)) == 2
+
+
+def test_a_code_bound_to_a_nonce_is_redeemed_with_that_nonce_only_and_spent_by_any_try(conn, people):
+    _, ann, _ = people
+    login, _ = st.create_session(conn, method="password", user_id=ann.id, lifetime=DAY, now=NOW)
+    nonce = st.new_token()
+
+    def code() -> str:
+        return st.create_auth_code(
+            conn,
+            host="app.example.com",
+            path="/x",
+            method="password",
+            parent_id=login.id,
+            user_id=ann.id,
+            nonce_hash=st.token_hash(nonce),
+            now=NOW,
+        )
+
+    def redeem(made: str, with_nonce: str | None):
+        return st.redeem_auth_code(
+            conn, made, "app.example.com", lifetime=DAY, idle_timeout=IDLE, nonce=with_nonce, now=NOW
+        )
+
+    stored = conn.execute(select(s.auth_codes.c.nonce_hash)).scalars().all()
+    assert stored == []
+    good = code()
+    assert conn.execute(select(s.auth_codes.c.nonce_hash)).scalar_one() == st.token_hash(nonce)
+    assert redeem(good, nonce) is not None
+    # Another browser's nonce, none, or an empty one: refused, and the code is spent for everyone.
+    for wrong in (st.new_token(), None, ""):
+        lifted = code()
+        assert redeem(lifted, wrong) is None
+        assert redeem(lifted, nonce) is None
+    # A code minted without a nonce (kokoa connect's) is not redeemed with one.
+    cli = st.create_auth_code(
+        conn, host="app.example.com", path="/", method="cli", parent_id=login.id, user_id=ann.id, now=NOW
+    )
+    assert redeem(cli, nonce) is None
+    cli = st.create_auth_code(
+        conn, host="app.example.com", path="/", method="cli", parent_id=login.id, user_id=ann.id, now=NOW
+    )
+    assert redeem(cli, None) is not None
+
+
+def test_the_instance_key_is_made_once_and_shared(conn):
+    made = []
+
+    def make() -> bytes:
+        made.append(1)
+        return bytes(range(32))
+
+    first = st.instance_key(conn, "cookie", make)
+    assert first == bytes(range(32)) and st.instance_key(conn, "cookie", make) == first
+    assert len(made) == 1
+    assert st.instance_key(conn, "other", lambda: b"x" * 32) == b"x" * 32

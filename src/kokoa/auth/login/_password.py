@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from kokoa.store import (
@@ -18,10 +19,13 @@ from kokoa.store import (
     totp_secret_of,
 )
 
+from .._oidc import OIDCError
 from .._pages import form, link, paragraph
 from .._settings import LOGIN_COOKIE
 from ._base import Destination, LoginBase, app
 from ._forms import Refused, arg, set_cookie
+
+log = Logger()
 
 MFA_COOKIE = "__Host-kokoa_mfa"
 #: Seconds a password-checked sign-in may wait for its second factor; wrong codes it may try.
@@ -179,18 +183,24 @@ class PasswordPages(LoginBase):
             session = await self.store.run(get_session, found.session_id)
             await self.store.run(revoke_session, found.session_id)
             self._event(request, "signout", "success", "signed out", user_id=found.identity.user_id)
-            provider_end = self._provider_sign_out(session.method)
+            provider_end = await self._provider_sign_out(session.method)
         set_cookie(request, LOGIN_COOKIE, "", 0)
         return self._redirect(request, provider_end or "/signed-out")
 
-    def _provider_sign_out(self, method: str) -> str | None:
+    async def _provider_sign_out(self, method: str) -> str | None:
         """The single sign-on provider's end-session URL, when the session came from one that is set
-        to end its own session too (``end_session``)."""
+        to end its own session too (``end_session``); None otherwise, or when it cannot be had (the
+        sign-out here has happened either way)."""
         if not method.startswith("oidc:"):
             return None
         client = self.oidc.get(method[5:])
-        end = getattr(client, "end_session_url", None)
-        return end(f"{self.gate.login_origin}/signed-out") if end is not None else None
+        if client is None:
+            return None
+        try:
+            return await client.end_session_url(f"{self.gate.login_origin}/signed-out")
+        except (OIDCError, ValueError) as e:
+            log.warn("cannot end the provider's session too: {why}", why=str(e))
+            return None
 
     @app.route("/signed-out", methods=["GET"])
     def signed_out(self, request: IRequest) -> Deferred:
