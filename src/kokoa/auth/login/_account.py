@@ -6,7 +6,6 @@ from html import escape
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThread
 from twisted.web.iweb import IRequest
 
 from kokoa.store import (
@@ -116,7 +115,7 @@ class AccountPages(LoginBase):
             return self._html(request, "Kokoa", await self._account(request, found, refusal.message), 429)
         current = await self.store.run(password_hash_for, identity.email)
         stored = current[1] if current is not None else None
-        if not await deferToThread(check_password, stored, fields.get("current", "")):
+        if not await self.in_thread(check_password, stored, fields.get("current", "")):
             self._event(
                 request,
                 "signin",
@@ -128,7 +127,7 @@ class AccountPages(LoginBase):
                 request, "Kokoa", await self._account(request, found, "The current password is wrong."), 401
             )
         try:
-            new_hash = await deferToThread(hash_password, fields.get("password", ""))
+            new_hash = await self.in_thread(hash_password, fields.get("password", ""))
         except Invalid as e:
             return self._html(
                 request, "Kokoa", await self._account(request, found, f"The new password {e.message}."), 400

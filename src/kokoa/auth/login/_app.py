@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.threads import deferToThread
 from twisted.web.iweb import IRequest
 from twisted.web.server import Site
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
@@ -60,11 +61,14 @@ class LoginApp(AccountPages, PasswordPages, ResourcePages, SSOPages, CLIPages, L
         mailer: Any = None,
         oidc: Any = (),
         clock: Any = None,
+        in_thread: Any = None,
     ) -> None:
         self.gate = gate
         self.front = front
         self.reactor = reactor
+        # Time and threads come in from outside, so the sign-in steps run in tests without a reactor.
         self.clock = clock if clock is not None else reactor.seconds
+        self.in_thread = in_thread if in_thread is not None else deferToThread
         self.mailer = mailer
         self.oidc = {client.config.name: client for client in oidc}
         s = gate.settings

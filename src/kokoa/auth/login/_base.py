@@ -81,6 +81,7 @@ class LoginBase:
     reactor: Any
     throttle: SignInThrottle
     clock: Callable[[], float]  # Unix time (the reactor's, or a test's)
+    in_thread: Callable[..., Deferred]  # runs slow work (argon2) off the reactor: deferToThread
     sealer: Sealer | None  # once the store has given the instance's cookie key
     _held: int
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThread
 from twisted.web.iweb import IRequest
 
 from kokoa.store import Invalid, hash_password, peek_user_token, totp_secret_of, use_password_link
@@ -68,7 +67,7 @@ class LinkPages(LoginBase):
         fields = self._form(request)
         token = fields.get("token", "")
         try:
-            password_hash = await deferToThread(hash_password, fields.get("password", ""))
+            password_hash = await self.in_thread(hash_password, fields.get("password", ""))
         except Invalid as e:
             return await self._password_link_form(request, purpose, f"The password {e.message}.", 400, token)
         user = await self.store.run(use_password_link, token, purpose, password_hash)

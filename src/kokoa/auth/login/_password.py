@@ -6,7 +6,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -102,7 +101,7 @@ class PasswordPages(LoginBase):
             return await self._login_form(request, refusal.message, 429, to)
         found = await self.store.run(password_hash_for, email)
         user, password_hash = found if found is not None else (None, None)
-        good = await deferToThread(check_password, password_hash, fields.get("password", ""))
+        good = await self.in_thread(check_password, password_hash, fields.get("password", ""))
         if not good or user is None or user.status != "active":
             self._event(request, "signin", "failure", "wrong email or password", subject=email)
             return await self._login_form(request, "Wrong email or password.", 401, to)

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -101,7 +100,7 @@ class ResourcePages(LoginBase):
         if method == "email":
             return await self._send_email_code(request, resource, fields.get("email", ""), to)
         stored = await self.store.run(resource_secret_hash, resource.id, method)
-        good = await deferToThread(check_password, stored, fields.get("secret", ""))
+        good = await self.in_thread(check_password, stored, fields.get("secret", ""))
         where = {"resource_id": resource.id, "org_id": resource.org_id}
         if not good:
             self._event(request, "signin", "failure", f"wrong resource {method}", **where)
