@@ -93,8 +93,18 @@ class AccessGate:
         self._bearer = settings.bearer_header.lower().encode()
         names = (settings.header_user, settings.header_email, settings.header_groups, settings.header_name)
         self._header_names = tuple(n.encode() for n in names)
-        # Client copies of the identity headers never pass (the defaults are in the front's list too).
-        self.drop_headers = frozenset(n.lower() for n in self._header_names)
+        # Client copies of the identity headers never pass (the defaults are in the front's list too),
+        # nor do the headers of [auth] strip_headers: exact names here, "X-Auth-Request-*" prefixes.
+        strip = [n.lower().encode() for n in settings.strip_headers]
+        self.drop_headers = frozenset(n.lower() for n in self._header_names) | {
+            n for n in strip if not n.endswith(b"*")
+        }
+        self.drop_prefixes = tuple(n[:-1] for n in strip if n.endswith(b"*"))
+        # Kokoa tokens never pass, whatever the credential and the resource: these headers are not
+        # forwarded when they hold one (the front looks at them in a request with an Authorization
+        # header, or always when the bearer header is another).
+        self.token_headers = frozenset({b"authorization", self._bearer})
+        self.custom_bearer = self._bearer != b"authorization"
         self.strip_cookies = frozenset({_SESSION_COOKIE, _NONCE_COOKIE})
         self.requests = {"allow": 0, "deny": 0, "authenticate": 0}
 
@@ -135,11 +145,13 @@ class AccessGate:
             token = cookie_value(head, _SESSION_COOKIE)
             if token:
                 return SESSION, token
-        for name, value in head.headers:
-            if name.lower() != self._bearer:
-                continue
+        if self.custom_bearer:
+            value = next((v for n, v in head.headers if n.lower() == self._bearer), None)
+        else:
+            value = head.authorization  # (a request with more than one was refused)
+        if value is not None:
             text = value.decode("latin-1").strip()
-            if self._bearer == b"authorization":
+            if not self.custom_bearer:
                 scheme, _, text = text.partition(" ")
                 if scheme.lower() != "bearer":
                     return None
@@ -148,7 +160,6 @@ class AccessGate:
                 return SHARE, text
             if text.startswith("kk_"):
                 return API_KEY, text
-            return None
         return None
 
     def check(self, exchange: Exchange) -> None:

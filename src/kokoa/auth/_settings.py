@@ -36,6 +36,8 @@ class AuthSettings:
     header_groups: str = "Remote-Groups"
     header_name: str = "Remote-Name"
     bearer_header: str = "Authorization"  # "Authorization" takes "Bearer <token>"; any other: the token
+    # Client headers never forwarded, besides the identity headers; "X-Auth-Request-*" is a prefix.
+    strip_headers: list[str] = field(default_factory=lambda: list(DEFAULT_STRIP_HEADERS))
     trusted_proxies: list[str] = field(default_factory=list)
     proxy_protocol: bool = False  # the HTTP(S) listeners take PROXY headers from trusted_proxies only
     access_log_retention_days: float = 30.0
@@ -92,7 +94,8 @@ def parse_auth(table: Any, base: Path, where: str) -> AuthSettings:
         raise ConfigError(f"{where}: must be a table")
     check_keys(
         table,
-        {"login_url", "trusted_proxies", "proxy_protocol", "mail", "oidc", *_NUMBERS, *_INTS, *_HEADERS},
+        {"login_url", "trusted_proxies", "proxy_protocol", "mail", "oidc", *_NUMBERS, *_INTS, *_HEADERS}
+        | {"strip_headers"},
         where,
     )
     settings = AuthSettings()
@@ -120,6 +123,8 @@ def parse_auth(table: Any, base: Path, where: str) -> AuthSettings:
                 # (no "_": clients could send the "-" spelling, which many servers read the same)
                 raise ConfigError(f"{where}: {key} must be an HTTP header name of letters, digits and -")
             setattr(settings, key, value)
+    if "strip_headers" in table:
+        settings.strip_headers = _parse_strip_headers(table["strip_headers"], where)
     proxies = get_str_list(table, "trusted_proxies", where)
     if proxies is not None:
         from kokoa.http._client_address import TrustedProxies
@@ -186,3 +191,35 @@ def _parse_oidc(entries: Any, base: Path, where: str) -> list[dict[str, Any]]:
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: two providers have the same name")
     return providers
+
+
+# -- strip_headers ------------------------------------------------------------------------------------
+
+#: What ``strip_headers`` is unless set: identity headers other proxies and auth middlewares use, which
+#: an upstream might believe if a client sent them.
+DEFAULT_STRIP_HEADERS = ("X-Forwarded-User", "X-Remote-User", "X-Auth-Request-*")
+#: Headers that frame or route a request: never stripped (a body without its length is smuggling).
+_FRAMING = ("host", "content-length", "transfer-encoding")
+
+
+def _parse_strip_headers(value: Any, where: str) -> list[str]:
+    """``strip_headers``: header names of letters, digits and "-", each maybe ending in "*" (a
+    prefix); none may remove Host, Content-Length or Transfer-Encoding."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: strip_headers must be a list of header names")
+    for name in value:
+        bare = name.removesuffix("*")
+        if not bare or not bare.isascii() or not bare.replace("-", "").isalnum() or bare.startswith("-"):
+            raise ConfigError(
+                f"{where}: strip_headers: {name!r} is not a header name of letters, digits and - (with"
+                " maybe a * at its end, for every header that starts so; no _: clients could send the -"
+                " spelling, which many servers read the same, and both are stripped)"
+            )
+        prefix = name.endswith("*")
+        lower = bare.lower()
+        if any(f == lower or (prefix and f.startswith(lower)) for f in _FRAMING):
+            raise ConfigError(
+                f"{where}: strip_headers: {name!r} would remove Host, Content-Length or"
+                " Transfer-Encoding, which the upstream needs to read the request"
+            )
+    return list(value)

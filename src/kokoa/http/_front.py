@@ -670,11 +670,23 @@ class Exchange:
         strip = frozenset({STICKY_COOKIE}) if resource.sticky else frozenset()
         gate = self.front.gate
         drop: frozenset[bytes] = frozenset()
+        prefixes: tuple[bytes, ...] = ()
+        tokens: frozenset[bytes] = frozenset()
         if gate is not None:
             strip = strip | gate.strip_cookies
             drop = gate.drop_headers if self.drop_header is None else gate.drop_headers | {self.drop_header}
+            prefixes = gate.drop_prefixes
+            if head.authorization is not None or gate.custom_bearer:
+                tokens = gate.token_headers  # no Kokoa token passes, whatever the credential used
         request_head = upstream_request_head(
-            head, self.client_address, self.client.scheme, strip, self.identity_headers, drop
+            head,
+            self.client_address,
+            self.client.scheme,
+            strip,
+            self.identity_headers,
+            drop,
+            prefixes,
+            tokens,
         )
         upstream.begin(self, request_head, head.method == b"HEAD")
         for piece in self.pending:
