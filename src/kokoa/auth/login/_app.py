@@ -7,6 +7,7 @@ from typing import Any
 
 from twisted.internet.threads import deferToThread
 from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
 from twisted.web.server import Site
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
@@ -21,7 +22,7 @@ from .._sealed import Sealer
 from ._account import AccountPages
 from ._base import app
 from ._cli import CLIPages
-from ._forms import MAX_FORM_BYTES
+from ._forms import MAX_FORM_BYTES, Refused
 from ._links import LinkPages
 from ._password import PasswordPages
 from ._resource import ResourcePages
@@ -41,6 +42,28 @@ class LoginRequest(CappedRequest):
         if self.isSecure():
             self.setHeader(b"strict-transport-security", HSTS)
         super().render(resrc)
+
+
+class _Readable(Resource):
+    """The app's resource, behind a check of what Klein reads before any page runs: a path or Host
+    that is not UTF-8 (Klein logs a traceback and answers with its own page), or a Host werkzeug
+    cannot bind the routes to (a label over 63 characters, an empty one: BadHost, a 500), gets our
+    400 page. (The front checks the Host of a connection's first request only.)"""
+
+    isLeaf = True
+
+    def __init__(self, pages: LoginApp, app: Resource) -> None:
+        super().__init__()
+        self.pages = pages
+        self.app = app
+
+    def render(self, request: IRequest) -> Any:
+        try:
+            request.getRequestHostname().decode("utf-8")
+            b"/".join(request.prepath + request.postpath).decode("utf-8")
+            return self.app.render(request)
+        except (UnicodeDecodeError, HTTPException):
+            return self.pages._refused(request, Refused(400, "This request's address is not valid."))
 
 
 class LoginApp(AccountPages, PasswordPages, ResourcePages, SSOPages, CLIPages, LinkPages):
@@ -96,7 +119,8 @@ class LoginApp(AccountPages, PasswordPages, ResourcePages, SSOPages, CLIPages, L
         self.root.api = api
 
     def site(self) -> Site:
-        self.root = LoginRoot(self.app.resource(), connect_resource(self))  # /connect/: kokoa connect
+        pages = _Readable(self, self.app.resource())
+        self.root = LoginRoot(pages, connect_resource(self))  # /connect/: kokoa connect
         site = CappedSite(self.root, max_body=MAX_FORM_BYTES * 64)  # larger bodies: 413 before buffering
         site.requestFactory = LoginRequest
         site.displayTracebacks = False

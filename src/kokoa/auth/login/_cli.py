@@ -22,7 +22,8 @@ from ._password import login_link
 
 class CLIPages(LoginBase):
     def _cli_args(self, port: str | None, state: str | None) -> tuple[int, str]:
-        if not port or not port.isdigit() or len(port) > 5 or not 1024 <= int(port) <= 65535:
+        # ASCII digits only ("²".isdigit() is true, and int("²") raises)
+        if not (port and port.isascii() and port.isdigit() and len(port) <= 5 and 1024 <= int(port) <= 65535):
             raise Refused(400, "This sign-in link for kokoa connect is broken (port).")
         if not state or not 16 <= len(state) <= 100 or not state.replace("-", "").replace("_", "").isalnum():
             raise Refused(400, "This sign-in link for kokoa connect is broken (state).")
