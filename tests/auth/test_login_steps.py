@@ -255,3 +255,18 @@ def test_unknown_pages_and_methods_are_ours(world):
     assert headers["strict-transport-security"] == ["max-age=31536000"]
     status, headers, _, _ = client.request("PUT", "/login", {"a": "b"})
     assert status == 405 and "POST" in headers["allow"][0]
+
+
+def test_nul_in_any_value_is_a_400_before_any_store_work(world):
+    """PostgreSQL refuses NUL in text: a value holding one must never get that far (a 500 there)."""
+    client = Client(world.login)
+    assert client.request("GET", "/authorize?rd=%2F%00x")[0] == 400
+    assert sign_in(client, "x\x00y")[0] == 400
+    assert client.request("POST", "/account/sessions/%00/revoke", {"csrf": client.form_csrf()})[0] == 404
+
+
+def test_an_oversized_request_line_is_answered_at_once(world):
+    """Not held until the 60 s timeout: 431 and the connection closed."""
+    client = Client(world.login)
+    status, headers, _, transport = client.request("GET", "/login?x=" + "a" * 20_000)
+    assert status == 431 and headers["connection"] == ["close"] and transport.disconnecting

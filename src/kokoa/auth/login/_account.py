@@ -72,6 +72,8 @@ class AccountPages(LoginBase):
 
     async def _end_session(self, request: IRequest, session_id: str) -> bytes:
         self._form(request)
+        if not (session_id.isascii() and session_id.replace("_", "").isalnum() and len(session_id) <= 40):
+            raise Refused(404, "No such session of yours.")
         found = await self._login_session(request)
         if found is None:
             return self._redirect(request, "/login")

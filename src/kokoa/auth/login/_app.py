@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.threads import deferToThread
+from twisted.web.http import HTTPChannel
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -42,6 +43,19 @@ class LoginRequest(CappedRequest):
         if self.isSecure():
             self.setHeader(b"strict-transport-security", HSTS)
         super().render(resrc)
+
+
+class LoginChannel(HTTPChannel):
+    """The login host's connections: a request line or header line over the limit is answered (431)
+    and the connection closed at once (twisted.web's default closes the transport under its own
+    producer registration, which then waits out the 60 s timeout)."""
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\nServer: kokoa\r\n"
+            b"Connection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        self.loseConnection()
 
 
 class _Readable(Resource):
@@ -123,6 +137,7 @@ class LoginApp(AccountPages, PasswordPages, ResourcePages, SSOPages, CLIPages, L
         self.root = LoginRoot(pages, connect_resource(self))  # /connect/: kokoa connect
         site = CappedSite(self.root, max_body=MAX_FORM_BYTES * 64)  # larger bodies: 413 before buffering
         site.requestFactory = LoginRequest
+        site.protocol = LoginChannel
         site.displayTracebacks = False
         site.timeOut = 60
         return site

@@ -30,9 +30,12 @@ def arg(request: IRequest, name: str) -> str | None:
     if not values:
         return None
     try:
-        return values[0].decode("utf-8")[:MAX_ARG]
+        value = values[0].decode("utf-8")[:MAX_ARG]
     except UnicodeDecodeError:
         raise Refused(400, f"The address's {name} parameter is not valid text.") from None
+    if "\x00" in value:  # (no database takes it, and no real value holds it)
+        raise Refused(400, f"The address's {name} parameter is not valid text.")
+    return value
 
 
 def cookie(request: IRequest, name: str) -> str | None:
@@ -87,6 +90,8 @@ def read_form(request: IRequest, login_origin: str) -> dict[str, str]:
     except ValueError:
         raise Refused(400, "The form has too many fields.") from None
     fields = dict(pairs)
+    if any("\x00" in k or "\x00" in v for k, v in pairs):
+        raise Refused(400, "The form is not valid text.")
     expected = cookie(request, CSRF_COOKIE)
     if not expected or not hmac.compare_digest(fields.get("csrf", "").encode(), expected.encode()):
         raise Refused(403, "The form's security token is missing or stale: reload the page and try again.")
