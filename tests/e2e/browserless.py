@@ -12,13 +12,18 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 
 class _Connection(http.client.HTTPSConnection):
-    def __init__(self, port: int, server_name: str, context: ssl.SSLContext) -> None:
-        super().__init__("127.0.0.1", port, context=context, timeout=30)
+    def __init__(
+        self, port: int, server_name: str, context: ssl.SSLContext, source: str, timeout: float
+    ) -> None:
+        super().__init__("127.0.0.1", port, context=context, timeout=timeout)
         self.server_name = server_name
+        self.source = source
         self._ctx = context
 
     def connect(self) -> None:
-        raw = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        raw = socket.create_connection(
+            ("127.0.0.1", self.port), timeout=self.timeout, source_address=(self.source, 0)
+        )
         self.sock = self._ctx.wrap_socket(raw, server_hostname=self.server_name)
 
 
@@ -46,9 +51,16 @@ class Browser:
     ca_file: str
     jar: dict[str, dict[str, str]] = field(default_factory=dict)
     history: list[Response] = field(default_factory=list)
+    #: The client address its connections to the gateway come from (any of 127.0.0.0/8: distinct,
+    #: real client addresses on loopback), and how long a request may take.
+    source: str = "127.0.0.1"
+    timeout: float = 30.0
+    context: ssl.SSLContext | None = None
 
     def _context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.ca_file)
+        if self.context is None:
+            self.context = ssl.create_default_context(cafile=self.ca_file)
+        return self.context
 
     def request(
         self, method: str, url: str, body: bytes | None = None, headers: dict | None = None
@@ -56,9 +68,11 @@ class Browser:
         parts = urlsplit(url)
         host = parts.hostname or ""
         if host.endswith(".localhost"):
-            conn: http.client.HTTPConnection = _Connection(self.port, host, self._context())
+            conn: http.client.HTTPConnection = _Connection(
+                self.port, host, self._context(), self.source, self.timeout
+            )
         elif parts.scheme == "http":  # another server (an identity provider): reached as it is
-            conn = http.client.HTTPConnection(host, parts.port or 80, timeout=30)
+            conn = http.client.HTTPConnection(host, parts.port or 80, timeout=self.timeout)
         else:
             conn = http.client.HTTPSConnection(host, parts.port or 443, timeout=30)
         sent = {"Host": parts.netloc, "Accept": "text/html", **(headers or {})}

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 import sys
 import threading
@@ -31,7 +30,7 @@ from kokoa import store as st
 from kokoa.auth._totp import new_totp_secret
 
 from . import test_store_config as store_config
-from .browserless import Browser, Response
+from .browserless import Browser, Response, _Connection
 from .harness import Deployment, wait_for
 from .test_identity_e2e import PASSWORD, IdentityDeployment, seen_headers
 
@@ -69,64 +68,15 @@ PLAIN_USERS = ({"email": "pat@example.com", "password": "pat's password", "name"
 # ---------------------------------------------------------------- clients from chosen addresses
 
 
-class _Sourced(http.client.HTTPSConnection):
-    """An HTTPS connection to the gateway's loopback port from a chosen source address."""
-
-    def __init__(self, port: int, server_name: str, context: ssl.SSLContext, source: str) -> None:
-        super().__init__("127.0.0.1", port, context=context, timeout=60)
-        self.server_name = server_name
-        self.source = source
-        self._ctx = context
-
-    def connect(self) -> None:
-        raw = socket.create_connection(("127.0.0.1", self.port), timeout=60, source_address=(self.source, 0))
-        self.sock = self._ctx.wrap_socket(raw, server_hostname=self.server_name)
-
-
-@dataclass
-class SourcedBrowser(Browser):
-    """:class:`Browser`, its connections to the gateway from ``source`` (a real, distinct client
-    address on loopback)."""
-
-    source: str = "127.0.0.1"
-    context: ssl.SSLContext | None = None
-
-    def _context(self) -> ssl.SSLContext:
-        if self.context is None:
-            self.context = ssl.create_default_context(cafile=self.ca_file)
-        return self.context
-
-    def request(
-        self, method: str, url: str, body: bytes | None = None, headers: dict | None = None
-    ) -> Response:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if host.endswith(".localhost"):
-            conn: http.client.HTTPConnection = _Sourced(self.port, host, self._context(), self.source)
-        else:  # the identity provider (plain http on loopback)
-            conn = http.client.HTTPConnection(host, parts.port or 80, timeout=60)
-        sent = {"Host": parts.netloc, "Accept": "text/html", **(headers or {})}
-        cookies = self.jar.get(host)
-        if cookies:
-            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        try:
-            conn.request(method, path, body=body, headers=sent)
-            raw = conn.getresponse()
-            response = Response(raw.status, raw.getheaders(), raw.read(), url)
-        finally:
-            conn.close()
-        for cookie in response.all("Set-Cookie"):
-            self._store(host, cookie)
-        self.history.append(response)
-        return response
-
-
-def browser_from(d: Deployment, source: str, jar: dict | None = None) -> SourcedBrowser:
+def browser_from(d: Deployment, source: str, jar: dict | None = None) -> Browser:
     """A browser on ``d``'s HTTPS port from ``source``; ``jar``: another's cookies (the same
     browser, sent to another gateway as a load balancer would)."""
-    return SourcedBrowser(
-        d.https_port, str(d.data / "tls" / "ca.pem"), jar={} if jar is None else jar, source=source
+    return Browser(
+        d.https_port,
+        str(d.data / "tls" / "ca.pem"),
+        jar={} if jar is None else jar,
+        source=source,
+        timeout=60,
     )
 
 
@@ -560,12 +510,12 @@ class KeepAlive:
         self.context = ssl.create_default_context(cafile=str(d.data / "tls" / "ca.pem"))
         self.source = source
         self.host = host
-        self.conn: _Sourced | None = None
+        self.conn: _Connection | None = None
 
     def get(self, path: str) -> http.client.HTTPResponse:
         for again in (False, True):
             if self.conn is None:
-                self.conn = _Sourced(self.port, "login.localhost", self.context, self.source)
+                self.conn = _Connection(self.port, "login.localhost", self.context, self.source, 60)
             try:
                 self.conn.request("GET", path, headers={"Host": self.host, "Accept": "text/html"})
                 response = self.conn.getresponse()

@@ -27,7 +27,7 @@ from .._ratelimit import Refusal, SignInThrottle
 from .._redirects import BadReturnURL, ReturnTo, check_return_url
 from .._sealed import Sealer
 from .._settings import CALLBACK_PATH, LOGIN_COOKIE, START_PATH
-from ._forms import Refused, cookie, csrf_token, read_form, set_cookie
+from ._forms import Redirect, Refused, arg, cookie, csrf_token, read_form, set_cookie
 
 log = Logger()
 
@@ -147,6 +147,8 @@ class LoginBase:
                 return self._refused(request, e)
             except BadReturnURL as e:
                 return self._refused(request, Refused(400, e.message))
+            except Redirect as e:
+                return self._redirect(request, e.location)
 
         d = Deferred.fromCoroutine(run())
 
@@ -193,9 +195,15 @@ class LoginBase:
     def _unbound(self, request: IRequest, to: Destination) -> bytes:
         """Off to the resource's host, which gives the browser its nonce cookie and sends it back
         here with the nonce's hash (every sign-in for a resource host is bound to one)."""
-        return self._redirect(
-            request, f"https://{to.to.netloc}{START_PATH}?" + urlencode({"path": to.to.path})
-        )
+        return self._redirect(request, _start_url(to))
+
+    def _asked_destination(self, request: IRequest) -> Destination:
+        """Where a page's query (``rd``, ``n``) asks to go after sign-in; for a resource host without
+        the nonce's hash, the browser is sent to get one first (:class:`Redirect`)."""
+        to = self._destination(arg(request, "rd"), arg(request, "n"))
+        if not to.on_login_host and to.nonce is None:
+            raise Redirect(_start_url(to))
+        return to
 
     async def _login_session(self, request: IRequest) -> Resolved | None:
         token = cookie(request, LOGIN_COOKIE)
@@ -295,6 +303,10 @@ class LoginBase:
 
     def _drop(self, request: IRequest, name: str) -> None:
         set_cookie(request, name, "", 0)
+
+
+def _start_url(to: Destination) -> str:
+    return f"https://{to.to.netloc}{START_PATH}?" + urlencode({"path": to.to.path})
 
 
 def _account_mark(account: str) -> str:

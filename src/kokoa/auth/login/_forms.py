@@ -24,6 +24,14 @@ class Refused(Exception):
         self.message = message
 
 
+class Redirect(Exception):
+    """A step that sends the browser elsewhere first (``location``: a URL this code built)."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
 def arg(request: IRequest, name: str) -> str | None:
     """A query argument as text (None when missing; a malformed one is a 400)."""
     values = request.args.get(name.encode())

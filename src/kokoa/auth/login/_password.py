@@ -22,7 +22,7 @@ from .._oidc import OIDCError
 from .._pages import form, link, paragraph
 from .._settings import LOGIN_COOKIE
 from ._base import Destination, LoginBase, app
-from ._forms import Refused, arg, set_cookie
+from ._forms import Refused, set_cookie
 
 log = Logger()
 
@@ -55,9 +55,7 @@ class PasswordPages(LoginBase):
         to: Destination | None = None,
     ) -> bytes:
         if to is None:
-            to = self._destination(arg(request, "rd"), arg(request, "n"))
-            if not to.on_login_host and to.nonce is None:
-                return self._unbound(request, to)
+            to = self._asked_destination(request)
         found = await self._login_session(request)
         if found is not None and error is None:
             return await self._continue(request, found.session_id, found.identity.user_id, "session", to)

@@ -23,7 +23,7 @@ from kokoa.store._validate import email as check_email
 
 from .._pages import form, paragraph
 from ._base import Destination, LoginBase, app
-from ._forms import Refused, arg
+from ._forms import Refused
 
 log = Logger()
 
@@ -58,9 +58,7 @@ class ResourcePages(LoginBase):
         to: Destination | None = None,
     ) -> bytes:
         if to is None:
-            to = self._destination(arg(request, "rd"), arg(request, "n"))
-            if to.nonce is None and not to.on_login_host:
-                return self._unbound(request, to)
+            to = self._asked_destination(request)
         resource = self._resource_for(to, method)
         csrf = self._csrf(request)
         body = paragraph(error, "error") if error else ""

@@ -40,12 +40,10 @@ class SSOPages(LoginBase):
         return self._guard(request, self._oidc_start(request, name))
 
     async def _oidc_start(self, request: IRequest, name: str) -> bytes:
-        to = self._destination(arg(request, "rd"), arg(request, "n"))
+        to = self._asked_destination(request)
         client = self.oidc.get(name)
         if client is None:
             raise Refused(404, "No such single sign-on provider.")
-        if not to.on_login_host and to.nonce is None:
-            return self._unbound(request, to)
         wait = self.sso_starts.take(_address_key(self._client(request)), self.clock())
         if wait > 0:
             request.setHeader(b"retry-after", str(max(1, int(wait + 0.999))).encode())
