@@ -13,7 +13,12 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 class _Connection(http.client.HTTPSConnection):
     def __init__(
-        self, port: int, server_name: str, context: ssl.SSLContext, source: str, timeout: float
+        self,
+        port: int,
+        server_name: str,
+        context: ssl.SSLContext,
+        source: str = "127.0.0.1",
+        timeout: float = 30.0,
     ) -> None:
         super().__init__("127.0.0.1", port, context=context, timeout=timeout)
         self.server_name = server_name
