@@ -317,3 +317,13 @@ async def test_urls_that_are_not_utf8(api):
     assert "UTF-8" in path["detail"]
     query = await api.get("/orgs?cursor=%FF")
     assert query.fields == {"cursor": "must be UTF-8 text"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_host_the_routes_cannot_bind_is_a_400(api):
+    # werkzeug binds the routes to the Host's IDNA form: a label over 63 characters, or an empty one,
+    # raised BadHost, which Klein turned into a 500 and a logged traceback.
+    for host in ("a" * 64 + ".localhost", "a..b", "."):
+        problem = assert_problem(await api.get("/orgs", headers={"Host": host}, check=False), 400)
+        assert "Host" in problem["detail"]
+    assert (await api.get("/orgs", headers={"Host": "a" * 63 + ".localhost"})).status == 200

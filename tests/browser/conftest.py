@@ -73,10 +73,7 @@ def d(playwright: Playwright, tmp_path_factory: pytest.TempPathFactory) -> Itera
         deployment.start_all()
         yield deployment
     finally:
-        upstream = getattr(deployment, "upstream", None)
-        if upstream is not None:
-            upstream.stop()
-        deployment.stop()
+        deployment.stop_all()
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,13 @@ class Command(Process):
 class HttpDeployment(Deployment):
     """A gateway, one site with an edge, and the upstream process."""
 
+    def stop_all(self) -> None:
+        """Stop the upstream (if it started) and everything :meth:`Deployment.stop` stops."""
+        upstream = getattr(self, "upstream", None)
+        if upstream is not None:
+            upstream.stop()
+        self.stop()
+
     def start_all(self) -> None:
         self.start_gateway()
         self.org = self.api("GET", "/orgs")["items"][0]["id"]
@@ -88,10 +95,7 @@ def d(tmp_path):
         deployment.add_http("app", "app.test", deployment.upstream_port)
         yield deployment
     finally:
-        upstream = getattr(deployment, "upstream", None)
-        if upstream is not None:
-            upstream.stop()
-        deployment.stop()
+        deployment.stop_all()
 
 
 def raw(port: int, data: bytes) -> bytes:

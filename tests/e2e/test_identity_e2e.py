@@ -87,10 +87,7 @@ def d(tmp_path_factory):
         deployment.start_all()
         yield deployment
     finally:
-        upstream = getattr(deployment, "upstream", None)
-        if upstream is not None:
-            upstream.stop()
-        deployment.stop()
+        deployment.stop_all()
 
 
 def seen_headers(response) -> dict[str, str]:

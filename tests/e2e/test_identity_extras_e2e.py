@@ -14,6 +14,7 @@ import pyotp
 import pytest
 
 from .harness import wait_for
+from .identity_config import CLIENT_ID, CLIENT_SECRET, mail_config, oidc_config
 from .test_identity_e2e import PASSWORD, IdentityDeployment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "auth"))
@@ -21,7 +22,6 @@ from oidc_fixtures import post_login, running_provider
 from smtp_server import SmtpServer
 
 pytestmark = pytest.mark.e2e
-CLIENT_ID, CLIENT_SECRET = "kokoa-gateway", "s3cret-for-tests"
 
 
 @pytest.fixture(scope="module")
@@ -37,31 +37,12 @@ def d(tmp_path_factory):
             client_secret=CLIENT_SECRET,
             redirect_uri=f"{login}/oidc/corp/callback",
         ) as issuer:
-            deployment.extra_config = "\n".join(
-                [
-                    "[auth.mail]",
-                    f'host = "{smtp.host}"',
-                    f"port = {smtp.port}",
-                    'security = "none"',
-                    'from_address = "kokoa@example.com"',
-                    "[[auth.oidc]]",
-                    'name = "corp"',
-                    'display_name = "Corp SSO"',
-                    f'issuer = "{issuer}"',
-                    f'client_id = "{CLIENT_ID}"',
-                    f'client_secret = "{CLIENT_SECRET}"',
-                    'provision_org = "default"',
-                    'default_role = "Member"',
-                ]
-            )
+            deployment.extra_config = mail_config(smtp) + "\n" + oidc_config("corp", issuer)
             deployment.smtp = smtp
             deployment.start_all()
             yield deployment
     finally:
-        upstream = getattr(deployment, "upstream", None)
-        if upstream is not None:
-            upstream.stop()
-        deployment.stop()
+        deployment.stop_all()
         smtp.stop()
 
 

@@ -26,6 +26,8 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from .browserless import Browser, _Connection
+from .browserless import Response as Answer
+from .identity_config import CLIENT_ID, CLIENT_SECRET, mail_config, oidc_config
 from .test_identity_e2e import IdentityDeployment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "auth"))
@@ -35,7 +37,6 @@ from smtp_server import SmtpServer
 pytestmark = pytest.mark.e2e
 
 LOGIN = "login.localhost"
-CLIENT_ID, CLIENT_SECRET = "kokoa-gateway", "s3cret-for-tests"
 #: What the gateway's log must never hold.
 LOG_ERRORS = ("Unhandled Error", "login page failed", "Traceback")
 
@@ -56,21 +57,7 @@ def d(tmp_path_factory):
             client_secret=CLIENT_SECRET,
             redirect_uri=f"{login}/oidc/x/callback",
         ) as issuer:
-            deployment.extra_config = "\n".join(
-                [
-                    "[auth.mail]",
-                    f'host = "{smtp.host}"',
-                    f"port = {smtp.port}",
-                    'security = "none"',
-                    'from_address = "kokoa@example.com"',
-                    "[[auth.oidc]]",
-                    'name = "x"',
-                    'display_name = "X SSO"',
-                    f'issuer = "{issuer}"',
-                    f'client_id = "{CLIENT_ID}"',
-                    f'client_secret = "{CLIENT_SECRET}"',
-                ]
-            )
+            deployment.extra_config = mail_config(smtp) + "\n" + oidc_config("x", issuer, provision=False)
             deployment.start_all()
             # the resource's own ways in, so that /resource/... reach their checks
             deployment.api(
@@ -84,10 +71,7 @@ def d(tmp_path_factory):
             )
             yield deployment
     finally:
-        upstream = getattr(deployment, "upstream", None)
-        if upstream is not None:
-            upstream.stop()
-        deployment.stop()
+        deployment.stop_all()
         smtp.stop()
 
 
@@ -100,23 +84,6 @@ def logged_errors(d) -> list[str]:
 
 
 # ---------------------------------------------------------------- raw requests
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
-
-    def all(self, name: str) -> list[str]:
-        return [v for k, v in self.headers if k.lower() == name.lower()]
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
 
 
 @dataclass
@@ -187,7 +154,7 @@ class Client:
                     conn.putheader("Content-Length", str(len(body)))
                 conn.endheaders(body)
                 raw = conn.getresponse()
-                answer = Answer(raw.status, raw.getheaders(), raw.read())
+                answer = Answer(raw.status, raw.getheaders(), raw.read(), target)
                 break
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 # a kept connection the server closed between requests: once more on a new one
@@ -820,7 +787,7 @@ def plain_http(d, target: str) -> Answer:
         conn.putheader("Host", LOGIN)
         conn.endheaders()
         raw = conn.getresponse()
-        return Answer(raw.status, raw.getheaders(), raw.read())
+        return Answer(raw.status, raw.getheaders(), raw.read(), target)
     finally:
         conn.close()
 

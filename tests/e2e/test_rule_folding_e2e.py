@@ -27,10 +27,7 @@ def d(tmp_path_factory):
         deployment.prot = deployment.add_http("prot", "prot.test", deployment.upstream_port, public=False)
         yield deployment
     finally:
-        upstream = getattr(deployment, "upstream", None)
-        if upstream is not None:
-            upstream.stop()
-        deployment.stop()
+        deployment.stop_all()
 
 
 def rule(d, resource: dict, **fields) -> dict:

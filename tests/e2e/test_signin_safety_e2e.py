@@ -32,6 +32,7 @@ from kokoa.auth._totp import new_totp_secret
 from . import test_store_config as store_config
 from .browserless import Browser, Response, _Connection
 from .harness import Deployment, wait_for
+from .identity_config import CLIENT_ID, CLIENT_SECRET, oidc_config
 from .test_identity_e2e import PASSWORD, IdentityDeployment, seen_headers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "auth"))
@@ -40,7 +41,6 @@ from oidc_fixtures import USERS, post_login, running_provider
 pytestmark = pytest.mark.e2e
 postgres_database = store_config.postgres_database  # the fixture: skips without PostgreSQL
 
-CLIENT_ID, CLIENT_SECRET = "kokoa-gateway", "s3cret-for-tests"
 CALLBACK = "/.kokoa/auth/callback"
 DEVICE = "__Host-kokoa_device"
 LOGIN = "__Host-kokoa_login"
@@ -237,22 +237,6 @@ class Hammer:
 # ---------------------------------------------------------------- one gateway, two providers
 
 
-def oidc_config(name: str, issuer: str, *, end_session: bool) -> str:
-    return "\n".join(
-        [
-            "[[auth.oidc]]",
-            f'name = "{name}"',
-            f'display_name = "{name.title()} SSO"',
-            f'issuer = "{issuer}"',
-            f'client_id = "{CLIENT_ID}"',
-            f'client_secret = "{CLIENT_SECRET}"',
-            'provision_org = "default"',
-            'default_role = "Member"',
-            f"end_session = {'true' if end_session else 'false'}",
-        ]
-    )
-
-
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
     root = tmp_path_factory.mktemp("safety")
@@ -286,10 +270,7 @@ def d(tmp_path_factory):
             deployment.issuers = {"corp": corp, "plain": plain}
             yield deployment
     finally:
-        upstream = getattr(deployment, "upstream", None)
-        if upstream is not None:
-            upstream.stop()
-        deployment.stop()
+        deployment.stop_all()
 
 
 # ---------------------------------------------------------------- the owner gets in

@@ -39,13 +39,6 @@ def start(root, extra_config: str = "") -> IdentityDeployment:
     return deployment
 
 
-def stop(deployment: IdentityDeployment) -> None:
-    upstream = getattr(deployment, "upstream", None)
-    if upstream is not None:
-        upstream.stop()
-    deployment.stop()
-
-
 @pytest.fixture(scope="module")
 def d(tmp_path_factory):
     deployment = None
@@ -54,7 +47,7 @@ def d(tmp_path_factory):
         yield deployment
     finally:
         if deployment is not None:
-            stop(deployment)
+            deployment.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +62,7 @@ def custom(tmp_path_factory):
         yield deployment
     finally:
         if deployment is not None:
-            stop(deployment)
+            deployment.stop_all()
 
 
 # ---------------------------------------------------------------- helpers

@@ -182,7 +182,8 @@ async def test_a_certificate_is_issued_served_and_renewed(acme_rig):
     renewed = renewing.certificate_for("web.example.com")
     # A new certificate (issued within the same second, it may end at the same second).
     assert renewed.fingerprint != issued.fingerprint and renewed.not_after >= issued.not_after
-    assert len(rig.challenges.requests) > requests_before
+    # (No check that pebble fetched a token again: it may reuse the account's valid authorization,
+    # about 1 order in 100 even with PEBBLE_AUTHZREUSE=0; the failed-renewal test uses a new account.)
     assert (acme_dir / "account.key").read_bytes() == account_key
     assert json.loads((acme_dir / "account.json").read_text())["accounts"][rig.pebble.directory] == account
     port2 = rig.listen(renewing)
@@ -215,6 +216,10 @@ async def test_a_failed_renewal_keeps_the_current_certificate(acme_rig, log_line
     await first.set_hostnames(["web.example.com"])
     current = first.certificate_for("web.example.com").fingerprint
     await first.close()
+    # A new ACME account for the renewal: pebble reuses an account's valid authorization now and then
+    # (about 1 order in 100 even with PEBBLE_AUTHZREUSE=0), and would then issue without a challenge.
+    for name in ("account.key", "account.json"):
+        (rig.data_dir / "acme" / name).unlink()
 
     renewing = rig.acme_manager(responding=False, renew_before_days=30)
     assert await renewing.set_hostnames(["web.example.com"]) == {"web.example.com": "acme"}

@@ -82,7 +82,8 @@ def source_address(request: IRequest) -> str | None:
 
 class APIResource(KleinResource):
     """Klein's resource, except that a URL (or Host header) that is not UTF-8 gets a problem document
-    (Klein answers it in plain text and logs it as an error)."""
+    (Klein answers it in plain text and logs it as an error), and so does a Host that werkzeug cannot
+    bind the routes to (a label over 63 characters or an empty one: werkzeug raises BadHost, a 500)."""
 
     def render(self, request: IRequest) -> Any:
         try:
@@ -90,6 +91,10 @@ class APIResource(KleinResource):
                 part.decode("utf-8")
         except UnicodeDecodeError:
             return render_problem(request, bad_request("the URL (or the Host header) is not UTF-8"))
+        try:
+            request.getRequestHostname().decode("utf-8").encode("idna")
+        except UnicodeError:
+            return render_problem(request, bad_request("the Host header is not a valid host name"))
         return super().render(request)
 
 
