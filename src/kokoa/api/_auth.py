@@ -51,6 +51,8 @@ class Principal:
     key_id: str | None = None
     #: A signed-in user's organizations and their role in each (kind "user").
     orgs: tuple[tuple[str, str], ...] = ()
+    #: The signed-in user (kind "user").
+    user_id: str | None = None
 
     @classmethod
     def from_api_key(cls, key: ApiKey) -> Principal:
@@ -208,6 +210,7 @@ class SessionCookieAuthenticator:
             can_write=any(role in WRITER_ROLES for _, role in orgs),
             kind="user",
             orgs=orgs,
+            user_id=identity.user_id,
         )
 
     def _check_csrf(self, request: IRequest) -> None:

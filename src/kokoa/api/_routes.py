@@ -16,6 +16,7 @@ from kokoa.store import ACCESS_KINDS, ACCESS_OUTCOMES, RESOURCE_KINDS
 
 from . import _ops_access as access
 from . import _ops_config as config
+from . import _ops_console as console
 from . import _ops_identity as identity
 from ._call import Call, Reply
 from ._schemas import CURSOR, DATETIME, LIMIT, string
@@ -90,6 +91,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/openapi.json", None, "This OpenAPI document", "meta", auth=False),
     Route("GET", "/status", identity.get_status, "The gateway's live status", "meta",
           response="Status", instance_only=True),
+    # the console
+    Route("GET", "/me", console.get_me, "Who is calling: a console user and their orgs, or an API key",
+          "console", response="Me"),
     # organizations
     Route("GET", "/orgs", identity.list_orgs, "List organizations (an organization's key: its own)",
           "organizations", response="OrganizationPage", query=PAGE),

@@ -577,6 +577,37 @@ SCHEMAS: dict[str, JSON] = {
         }
     ),
     "Status": {"type": "object", "description": "The gateway's live status (sites online, tunnels)."},
+    # -- the console -------------------------------------------------------------------------------
+    "MeOrganization": output(
+        {
+            "id": ID,
+            "name": NAME,
+            "role": {
+                "type": ["string", "null"],
+                "description": "the user's role there (Owner, Admin, Member or a custom one); null for a key",
+            },
+        }
+    ),
+    "Me": obj(
+        {
+            "kind": {"type": "string", "enum": ["user", "api_key"]},
+            "user": output(
+                {"id": ID, "email": {"type": "string"}, "name": {"type": ["string", "null"]}},
+                description="kind user: the signed-in user (name: their display name)",
+            ),
+            "key": output(
+                {"prefix": {"type": "string"}, "org_id": {"type": ["string", "null"]}},
+                description="kind api_key: the key (org_id null: an instance-wide key)",
+            ),
+            "orgs": {
+                "type": "array",
+                "items": ref("MeOrganization"),
+                "description": "the organizations the caller may act in",
+            },
+        },
+        ("kind", "orgs"),
+        description="Who is calling: a console user (user) or an API key (key).",
+    ),
 }
 
 for _item in ("Organization", "Role", "Membership", "User", "Site", "Resource", "Target", "Grant", "Rule"):

@@ -492,27 +492,31 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     for description in config.tunnel_ws:
         ws_factory = transports.websocket_server_factory(factory, creds, path=config.ws_path)
         listen("tunnel_ws", description, ws_factory)
+    api_root = None
     if config.api:
         api_root = AdminApiRoot()
         listen("api", config.api, _api_site(api_root))
 
-        def attach_api(store):
-            from kokoa.api import ApiKeyAuthenticator, SessionCookieAuthenticator, make_api_resource
+    def attach_api(store):
+        from kokoa.api import ApiKeyAuthenticator, SessionCookieAuthenticator, make_api_resource
 
-            options = {
-                "status": lambda: status_snapshot(directory, registry, front),
-                "port_available": lambda kind, port: port_available(kind, port, config.resource_interface),
-            }
+        options = {
+            "status": lambda: status_snapshot(directory, registry, front),
+            "port_available": lambda kind, port: port_available(kind, port, config.resource_interface),
+        }
+        if api_root is not None:
             api_root.attach(store, reactor, **options)
-            # The same API on the login host (over HTTPS only), for the console: the user's session
-            # cookie, or an organization's API key; instance-wide keys only on this --api listener.
-            cookies = [
-                ApiKeyAuthenticator(store, instance_keys=False),
-                SessionCookieAuthenticator(store, gate),
-            ]
-            front.login_app.attach_api(make_api_resource(store, reactor, authenticators=cookies, **options))
+        # The same API on the login host (over HTTPS only), for the console, with or without --api:
+        # the user's session cookie, or an organization's API key; instance-wide keys only on the
+        # --api listener.
+        cookies = [
+            ApiKeyAuthenticator(store, instance_keys=False),
+            SessionCookieAuthenticator(store, gate),
+        ]
+        front.login_app.attach_api(make_api_resource(store, reactor, authenticators=cookies, **options))
+        return store
 
-        store_service.ready.addCallback(attach_api)
+    store_service.ready.addCallback(attach_api)
     for description in config.http:
         listen("http", description, _behind_proxy(config, front.factory("http"), reactor))
     certificates = _certificate_manager(config, creds, reactor)
