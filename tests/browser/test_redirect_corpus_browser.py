@@ -326,7 +326,7 @@ def run_corpus(
 
 def still_signed_in(d: IdentityDeployment, context: BrowserContext) -> None:
     last = context.new_page()
-    last.goto(f"{d.login}/")
+    last.goto(f"{d.login}/account")
     expect(last.locator("body")).to_contain_text("Signed in as ann@example.com.")
     last.close()
 

@@ -90,7 +90,7 @@ def test_sign_in_lands_on_the_page_asked_for_with_hidden_host_only_cookies(
     assert [c["domain"] for c in context.cookies() if c["name"] == LOGIN] == ["login.localhost"]
     assert "kokoa" not in page.evaluate("document.cookie")
 
-    page.goto(f"{d.login}/")  # the login host knows who signed in; its pages cannot read the cookie either
+    page.goto(f"{d.login}/account")  # the login host knows who signed in; its pages cannot read the cookie either
     expect(page.locator("body")).to_contain_text("Signed in as ann@example.com.")
     assert "kokoa" not in page.evaluate("document.cookie")
 

@@ -198,6 +198,7 @@ def test_an_invitation_link_sets_the_password_and_signs_in(d):
         "POST",
         {"csrf": csrf_of(browser, d), "token": token, "password": "ivy's password"},
     )
-    assert done.status == 200 and "Signed in as ivy@example.com" in done.text
+    assert done.status == 200 and 'name="kokoa-csrf"' in done.text  # the console
+    assert "Signed in as ivy@example.com" in browser.go(f"{d.login}/account").text
     assert browser.go(d.url("app.localhost", "/ivy")).status == 200  # signed in already: no form
     assert d.api("GET", f"/users/{made['user']['id']}")["status"] == "active"

@@ -262,6 +262,9 @@ FORM_NAMES = ["rd", "n", "email", "password", "code", "secret", "token", "port",
 COOKIES = ["__Host-kokoa_mfa", "__Host-kokoa_sso", "__Host-kokoa_device", "__Host-kokoa_enrol"]
 ROUTES = [
     "/",
+    "/account",
+    "/static/js/app.js",
+    "/static/<name>",
     "/login",
     "/authorize",
     "/login/totp",
@@ -283,7 +286,17 @@ ROUTES = [
     "/account/totp",
     "/account/sessions/<id>/revoke",
 ]
-RANDOM_PREFIXES = ["/", "/oidc/", "/account/", "/resource/", "/api/v1/", "/.kokoa/", "/login/", "/cli/"]
+RANDOM_PREFIXES = [
+    "/",
+    "/oidc/",
+    "/account/",
+    "/resource/",
+    "/api/v1/",
+    "/.kokoa/",
+    "/login/",
+    "/cli/",
+    "/static/",
+]
 #: Values that come close to what a parameter takes (so that the checks after the first one run).
 CLOSE = {
     "rd": [
@@ -614,7 +627,7 @@ def browsers(d):
         d.user(email, "Member")
         signed.close()
         signed.browser.jar.pop(LOGIN, None)
-        done = d.sign_in(signed.browser, f"{d.login}/login", email)
+        done = d.sign_in(signed.browser, f"{d.login}/login?rd=%2Faccount", email)
         assert done.status == 200 and "Signed in as" in done.text, done.text[:300]
         WORLD.session_ids[:] = re.findall(r"/account/sessions/(ses_[a-z0-9]+)/revoke", done.text)
         signed.send("GET", "/account/totp")  # a second factor's set-up in progress (its sealed cookie)
@@ -841,11 +854,19 @@ def test_every_https_answer_carries_the_security_headers(d):
         "cli token": https(
             d, "POST", "/cli/token", b"code=x", {"Content-Type": "application/x-www-form-urlencoded"}
         ),
-        "account page": signed.send("GET", "/"),
+        "console": signed.send("GET", "/"),
+        "console script": signed.send("GET", "/static/js/app.js"),
+        "no such console file": signed.send("GET", "/static/nope.js"),
+        "account page": signed.send("GET", "/account"),
         "api 200": signed.send("GET", "/api/v1/orgs", {"Accept": "application/json"}),
     }
     signed.close()
     assert answers["account page"].status == 200 and answers["api 200"].status == 200
+    assert answers["console"].status == answers["console script"].status == 200
+    assert answers["no such console file"].status == 404
+    for what in ("console", "console script", "no such console file"):
+        policy = answers[what].header("Content-Security-Policy")
+        assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy, what
     assert answers["redirect home"].status == 302 and answers["400"].status == 400
     for what, answer in answers.items():
         assert answer.header("Strict-Transport-Security") == "max-age=31536000", what

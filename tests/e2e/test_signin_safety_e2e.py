@@ -444,8 +444,10 @@ def sso_sign_in(d, browser: Browser, name: str, email: str, password: str) -> No
     assert start.status == 302 and start.header("Location").startswith(d.issuers[name] + "/authorize?")
     status, back = post_login(start.header("Location"), email, password)
     assert status == 302 and back.startswith(f"{d.login}/oidc/{name}/callback?"), (status, back)
-    home = browser.go(back)
-    assert home.status == 200 and f"Signed in as {email}" in home.text, home.text[:300]
+    home = browser.go(back)  # the console
+    assert home.status == 200 and 'name="kokoa-csrf"' in home.text, home.text[:300]
+    account = browser.go(f"{d.login}/account")
+    assert account.status == 200 and f"Signed in as {email}" in account.text, account.text[:300]
 
 
 def test_sign_out_ends_the_providers_session_too_when_it_is_set_so(d):
@@ -588,8 +590,8 @@ def test_pending_sign_ins_survive_a_flood_and_finish_on_a_second_gateway(tmp_pat
             ada_b = browser_from(b, "127.0.0.9", jar=ada.jar)
             landed = ada_b.request("GET", back)
             assert landed.status == 302 and landed.header("Location") == "/", landed.text[:300]
-            assert "Signed in as ada@example.com" in ada_b.go(f"{login}/").text
-            assert "Signed in as ada@example.com" in ada.go(f"{login}/").text  # valid on A too
+            assert "Signed in as ada@example.com" in ada_b.go(f"{login}/account").text
+            assert "Signed in as ada@example.com" in ada.go(f"{login}/account").text  # valid on A too
 
             # The second factor: its code goes to gateway B.
             owner_b = browser_from(b, "127.0.0.9", jar=owner.jar)
@@ -599,8 +601,8 @@ def test_pending_sign_ins_survive_a_flood_and_finish_on_a_second_gateway(tmp_pat
                 owner_b, f"{login}/login/totp", {"csrf": csrf_of(owner_b, login), "code": totp.now()}
             )
             assert done.status == 302 and done.header("Location") == "/", (done.status, done.text[:300])
-            assert "Signed in as tia@example.com" in owner_b.go(f"{login}/").text
-            assert "Signed in as tia@example.com" in owner.go(f"{login}/").text
+            assert "Signed in as tia@example.com" in owner_b.go(f"{login}/account").text
+            assert "Signed in as tia@example.com" in owner.go(f"{login}/account").text
     finally:
         for gw in gateways:
             gw.stop()

@@ -569,18 +569,22 @@ PLAIN_CONNECT_REFUSAL = "kokoa connect works over wss:// (HTTPS) on the login ho
 
 class LoginRoot(Resource):
     """The login host's root: ``/connect/...`` to the WebSocket resource, ``/api/...`` to the admin
-    API (cookie sessions with CSRF checks), everything else to the app.
+    API (cookie sessions with CSRF checks), ``/static/...`` to the console's files, everything else to
+    the app.
 
     Over plain HTTP (the public HTTP front hands the login host's connections here too) ``/api/...``
     and ``/connect/...`` answer 403 (a problem document) before anything reads their credentials."""
 
     isLeaf = True
 
-    def __init__(self, app: Resource, connect: Resource, api: Resource | None = None) -> None:
+    def __init__(
+        self, app: Resource, connect: Resource, api: Resource | None = None, static: Resource | None = None
+    ) -> None:
         super().__init__()
         self.app = app
         self.connect = connect
         self.api = api  # the admin API for the console (cookie sessions), once the store is open
+        self.static = static  # the console's files
 
     def render(self, request: IRequest) -> Any:
         first = request.postpath[:1]
@@ -595,6 +599,9 @@ class LoginRoot(Resource):
             return self.connect.render(request)
         if request.postpath[:1] == [b"api"] and self.api is not None:
             return self.api.render(request)
+        if request.postpath[:1] == [b"static"] and self.static is not None:
+            request.prepath.append(request.postpath.pop(0))
+            return self.static.render(request)
         return self.app.render(request)
 
 

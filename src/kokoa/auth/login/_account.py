@@ -100,7 +100,7 @@ class AccountPages(LoginBase):
         if session_id == found.session_id:
             set_cookie(request, LOGIN_COOKIE, "", 0)
             return self._redirect(request, "/signed-out")
-        return self._redirect(request, "/")
+        return self._redirect(request, "/account")
 
     @app.route("/account/password", methods=["POST"])
     def change_password(self, request: IRequest) -> Deferred:
@@ -201,5 +201,5 @@ class AccountPages(LoginBase):
         )
         items = "".join(f"<li><code>{escape(c)}</code></li>" for c in codes)
         body = paragraph("Two-factor sign-in is on. Keep these backup codes somewhere safe: each works once.")
-        body += f'<ul id="backup-codes">{items}</ul><p>{link("/", "Done")}</p>'
+        body += f'<ul id="backup-codes">{items}</ul><p>{link("/account", "Done")}</p>'
         return self._html(request, "Two-factor sign-in", body)

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from kokoa.api import CappedSite
 from kokoa.api._site import CappedRequest
+from kokoa.console import ConsoleAssets, load_assets
 
 from .._connect import LoginRoot, connect_resource
 from .._gate import AccessGate
@@ -122,6 +123,7 @@ class LoginApp(AccountPages, PasswordPages, ResourcePages, SSOPages, CLIPages, L
         self.sealer: Sealer | None = None
         self._held = 0
         self.root: LoginRoot | None = None
+        self.console_assets = load_assets()  # read once, at start-up: requests read no file
 
     def set_cookie_key(self, key: bytes) -> None:
         """The instance's cookie key (from the store, shared by every gateway)."""
@@ -134,7 +136,8 @@ class LoginApp(AccountPages, PasswordPages, ResourcePages, SSOPages, CLIPages, L
 
     def site(self) -> Site:
         pages = _Readable(self, self.app.resource())
-        self.root = LoginRoot(pages, connect_resource(self))  # /connect/: kokoa connect
+        # /connect/: kokoa connect; /static/: the console's files
+        self.root = LoginRoot(pages, connect_resource(self), static=ConsoleAssets(self.console_assets))
         site = CappedSite(self.root, max_body=MAX_FORM_BYTES * 64)  # larger bodies: 413 before buffering
         site.requestFactory = LoginRequest
         site.protocol = LoginChannel

@@ -9,6 +9,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
+from kokoa.console import console_shell
 from kokoa.store import (
     check_password,
     check_second_factor,
@@ -216,10 +217,21 @@ class PasswordPages(LoginBase):
         return self._guard(request, self._home(request))
 
     async def _home(self, request: IRequest) -> bytes:
+        """The console (a signed-in user's page; it decides what they see from the API)."""
         found = await self._login_session(request)
         if found is None:
             return self._redirect(request, "/login")
-        return self._html(request, "Kokoa", await self._account(request, found))
+        return console_shell(request, self.console_assets, self._csrf(request))
+
+    @app.route("/account", methods=["GET"])
+    def account(self, request: IRequest) -> Deferred:
+        return self._guard(request, self._account_page(request))
+
+    async def _account_page(self, request: IRequest) -> bytes:
+        found = await self._login_session(request)
+        if found is None:
+            return self._redirect(request, login_link("/account"))
+        return self._html(request, "Your account", await self._account(request, found))
 
 
 def login_link(rd: str) -> str:
