@@ -20,6 +20,7 @@ from twisted.internet import reactor
 
 from kokoa import store as st
 from kokoa.api import ApiKeyAuthenticator, SessionCookieAuthenticator
+from kokoa.api._routes import ROUTES, Route
 from kokoa.auth._identities import IdentityCache
 
 CSRF = "c" * 43
@@ -124,3 +125,71 @@ async def test_me_for_api_keys(console):
     instance = (await console.get("/me")).json
     assert instance["kind"] == "api_key" and instance["key"]["org_id"] is None
     assert [o["id"] for o in instance["orgs"]] == [acme, globex]
+
+
+# -- what a Member may call -----------------------------------------------------------------------------
+
+
+def _path_of(route: Route, org: str) -> str:
+    """The route's path with ``org``, and a made-up id for every other parameter."""
+    path = route.path.replace("{org}", org)
+    for name in route.parameters:
+        path = path.replace("{" + name + "}", f"{name}_0000000000")
+    return path
+
+
+ORG_ROUTES = [r for r in ROUTES if "{org}" in r.path]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_member_may_see_the_organization_and_nothing_of_its_configuration(console):
+    org, _, _ = await org_with_site_and_resource(console, "Acme")
+    mel = await console.user(org, "mel@example.com", "Member")
+    custom = await make(console, f"/orgs/{org}/roles", {"name": "Auditors"})
+    cleo = await console.user(org, "cleo@example.com", "Member")
+    await console.patch(f"/orgs/{org}/members/{cleo.id}", {"role_id": custom["id"]})
+    cleo = await console.sign_in(cleo.id, cleo.email)  # a fresh session: the role is read at sign-in
+    allowed = {(r.method, r.path) for r in ROUTES if r.members}
+    assert allowed == {("GET", "/me"), ("GET", "/orgs"), ("GET", "/orgs/{org}")}
+    for user, role in ((mel, "Member"), (cleo, "Auditors")):
+        for route in ORG_ROUTES:
+            body = {} if route.body and route.method != "GET" else None
+            answer = await console.as_user(user, route.method, _path_of(route, org), body)
+            if route.members:
+                assert answer.status == 200, (route.method, route.path, answer.raw)
+                continue
+            problem = assert_problem(answer, 403)
+            if route.instance_only:
+                assert problem["detail"] == "only an instance-wide API key may do this"
+                continue
+            assert f"({role})" in problem["detail"] and "Owner or Admin" in problem["detail"], problem
+        assert (await console.as_user(user, "GET", "/orgs")).json["items"][0]["id"] == org
+
+
+@pytest_twisted.ensureDeferred
+async def test_owners_and_admins_read_everything_of_their_organization_only(console):
+    org, _, resource = await org_with_site_and_resource(console, "Acme")
+    other, other_site, other_resource = await org_with_site_and_resource(console, "Globex")
+    ada = await console.user(org, "ada@example.com", "Admin")
+    reads = [r for r in ORG_ROUTES if r.method == "GET" and r.parameters == ["org"]]
+    for route in reads:
+        mine = await console.as_user(ada, "GET", _path_of(route, org))
+        assert mine.status in (200, 503), (route.path, mine.raw)  # 503: no gateway behind this API
+        theirs = await console.as_user(ada, "GET", _path_of(route, other))
+        assert assert_problem(theirs, 403)["detail"] == "you are not a member of this organization"
+    # another organization's objects under one's own organization are not found
+    assert_problem(await console.as_user(ada, "GET", f"/orgs/{org}/resources/{other_resource}"), 404)
+    assert_problem(await console.as_user(ada, "GET", f"/orgs/{org}/sites/{other_site}"), 404)
+    assert (await console.as_user(ada, "GET", f"/orgs/{org}/resources/{resource}")).status == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_writes_need_the_csrf_header_whatever_the_role(console):
+    org, _, _ = await org_with_site_and_resource(console, "Acme")
+    owner = await console.user(org, "olga@example.com", "Owner")
+    sites = f"/orgs/{org}/sites"
+    refused = await console.as_user(owner, "POST", sites, {"name": "branch"}, csrf=False)
+    assert "X-CSRF-Token" in assert_problem(refused, 403)["detail"]
+    wrong = await console.as_user(owner, "POST", sites, {"name": "branch"}, headers={"X-CSRF-Token": "x"})
+    assert_problem(wrong, 403)
+    assert (await console.as_user(owner, "POST", sites, {"name": "branch"})).status == 201

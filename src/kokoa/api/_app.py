@@ -148,7 +148,13 @@ class AdminAPI:
         principal = None
         if route.auth:
             principal = await authenticate(self.authenticators, request)
-            authorize(principal, route.method, params.get("org"), instance_only=route.instance_only)
+            authorize(
+                principal,
+                route.method,
+                params.get("org"),
+                instance_only=route.instance_only,
+                members=route.members,
+            )
         for name, value in params.items():
             if not _ID.match(value) or len(value) > PATH_PARAMETER["maxLength"]:
                 raise not_found(f"no {name} with id {value!r}")

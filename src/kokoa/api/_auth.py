@@ -14,6 +14,9 @@ console sessions are taken (instance keys go to the ``--api`` listener).
 Authorization: an instance-wide key (``org_id`` None) may do everything. An organization's key may act
 only under ``/orgs/{its org}`` (and list its own organization). Scopes: ``read`` allows GET only;
 ``write`` and ``*`` allow everything in the key's reach. Other scope names grant nothing here.
+A console user may do everything under an organization where they are an Owner or Admin; with any
+other role (Member, a custom role) only the routes marked for members (``/me``, ``/me/resources``,
+``GET /orgs`` and ``GET /orgs/{org}``): every other route of that organization is 403.
 """
 
 from __future__ import annotations
@@ -137,7 +140,9 @@ async def authenticate(authenticators: list[Authenticator], request: IRequest) -
 WRITER_ROLES = frozenset({"Owner", "Admin"})
 
 
-def _authorize_user(principal: Principal, method: str, org_id: str | None, instance_only: bool) -> None:
+def _authorize_user(
+    principal: Principal, method: str, org_id: str | None, instance_only: bool, members: bool
+) -> None:
     if instance_only:
         raise forbidden("only an instance-wide API key may do this")
     if org_id is None:
@@ -147,15 +152,26 @@ def _authorize_user(principal: Principal, method: str, org_id: str | None, insta
     role = dict(principal.orgs).get(org_id)
     if role is None:
         raise forbidden("you are not a member of this organization")
-    if method not in SAFE_METHODS and role not in WRITER_ROLES:
-        raise forbidden(f"your role in this organization ({role}) may read, not change anything")
+    if role in WRITER_ROLES:
+        return
+    if members and method in SAFE_METHODS:
+        return
+    raise forbidden(
+        f"your role in this organization ({role}) may see the organization and open its resources "
+        "(/me/resources), not read or change its configuration: that takes the Owner or Admin role"
+    )
 
 
-def authorize(principal: Principal, method: str, org_id: str | None, *, instance_only: bool) -> None:
+def authorize(
+    principal: Principal, method: str, org_id: str | None, *, instance_only: bool, members: bool = False
+) -> None:
     """Refuse (403) what ``principal`` may not do: ``method`` on an object of ``org_id`` (None: not
-    under an organization) or, with ``instance_only``, anything an organization's key may not do."""
+    under an organization) or, with ``instance_only``, anything an organization's key may not do.
+
+    Console users: Owners and Admins of an organization may do everything under it; other roles
+    (Member, custom roles) only what the route allows ``members`` (reading the organization itself)."""
     if principal.kind == "user":
-        _authorize_user(principal, method, org_id, instance_only)
+        _authorize_user(principal, method, org_id, instance_only, members)
         return
     if method in SAFE_METHODS:
         if not principal.can_read:

@@ -22,8 +22,10 @@ access grants and rules, share links, members' sessions, API keys, and the audit
 
 **Authentication**: `Authorization: Bearer <API key>`. An instance-wide key may do everything; an
 organization's key acts only under `/orgs/{its org}`. Scopes: `read` allows GET only, `write` and `*`
-allow everything in the key's reach. (The web console's cookie sessions, with a CSRF token on writes,
-come with sessions.)
+allow everything in the key's reach. On the login host (`https://login.<domain>/api/v1`) the web
+console's session cookie works too, with an `X-CSRF-Token` header on writes: Owners and Admins of an
+organization may do everything under it; Members (and custom roles) only `/me`, `/me/resources`,
+`GET /orgs` and `GET /orgs/{org}`.
 
 **Errors** are RFC 9457 problem documents (`application/problem+json`); a 422 lists every field at
 fault in `errors`, a 409 names the conflicting field. Request bodies are JSON objects sent with

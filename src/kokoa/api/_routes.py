@@ -63,6 +63,8 @@ class Route:
     references: tuple[str, ...] = ()
     instance_only: bool = False
     auth: bool = True
+    #: Console users whose role in the organization is not Owner or Admin (Members) may call it too.
+    members: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -93,14 +95,14 @@ ROUTES: tuple[Route, ...] = (
           response="Status", instance_only=True),
     # the console
     Route("GET", "/me", console.get_me, "Who is calling: a console user and their orgs, or an API key",
-          "console", response="Me"),
+          "console", response="Me", members=True),
     # organizations
     Route("GET", "/orgs", identity.list_orgs, "List organizations (an organization's key: its own)",
-          "organizations", response="OrganizationPage", query=PAGE),
+          "organizations", response="OrganizationPage", query=PAGE, members=True),
     Route("POST", "/orgs", identity.create_org, "Create an organization", "organizations",
           status=201, response="Organization", body="OrganizationCreate", instance_only=True),
     Route("GET", ORG, identity.get_org, "Get an organization", "organizations",
-          response="Organization"),
+          response="Organization", members=True),
     Route("PATCH", ORG, identity.update_org, "Rename an organization", "organizations",
           response="Organization", body="OrganizationUpdate"),
     Route("DELETE", ORG, identity.delete_org, "Delete an organization and everything it owns",
