@@ -150,7 +150,7 @@ async def test_a_member_may_see_the_organization_and_nothing_of_its_configuratio
     await console.patch(f"/orgs/{org}/members/{cleo.id}", {"role_id": custom["id"]})
     cleo = await console.sign_in(cleo.id, cleo.email)  # a fresh session: the role is read at sign-in
     allowed = {(r.method, r.path) for r in ROUTES if r.members}
-    assert allowed == {("GET", "/me"), ("GET", "/orgs"), ("GET", "/orgs/{org}")}
+    assert allowed == {("GET", "/me"), ("GET", "/me/resources"), ("GET", "/orgs"), ("GET", "/orgs/{org}")}
     for user, role in ((mel, "Member"), (cleo, "Auditors")):
         for route in ORG_ROUTES:
             body = {} if route.body and route.method != "GET" else None
@@ -193,3 +193,78 @@ async def test_writes_need_the_csrf_header_whatever_the_role(console):
     wrong = await console.as_user(owner, "POST", sites, {"name": "branch"}, headers={"X-CSRF-Token": "x"})
     assert_problem(wrong, 403)
     assert (await console.as_user(owner, "POST", sites, {"name": "branch"})).status == 201
+
+
+# -- /me/resources: the launcher ------------------------------------------------------------------------
+
+
+async def _resource(api: Console, org: str, name: str, **fields: Any) -> str:
+    body = {"name": name, "kind": "http", "hostname": f"{name}.acme.example", **fields}
+    return (await make(api, f"/orgs/{org}/resources", body))["id"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_launcher_lists_what_the_policy_engine_lets_the_user_open(console):
+    org, _, wiki = await org_with_site_and_resource(console, "Acme")  # wiki.acme.example: no grant
+    mel = await console.user(org, "mel@example.com", "Member")
+    roles = {r["name"]: r["id"] for r in (await console.get(f"/orgs/{org}/roles")).json["items"]}
+    mine = await _resource(console, org, "mine", path_prefix="/app")
+    by_role = await _resource(console, org, "team")
+    public = await _resource(console, org, "open", public=True)
+    assert public
+    off = await _resource(console, org, "off", enabled=False)
+    walled = await _resource(console, org, "walled")
+    wild = await _resource(console, org, "wild", hostname="*.apps.acme.example")
+    ssh = await make(console, f"/orgs/{org}/resources", {"name": "ssh", "kind": "tcp", "public_port": 2222})
+    for resource in (mine, off, walled, wild):
+        await make(console, f"/orgs/{org}/resources/{resource}/grants", {"user_id": mel.id})
+    await make(console, f"/orgs/{org}/resources/{by_role}/grants", {"role_id": roles["Member"]})
+    # a rule that shuts out the caller's own address: the gateway would refuse, so the launcher hides it
+    await make(
+        console,
+        f"/orgs/{org}/resources/{walled}/rules",
+        {"priority": 1, "action": "deny", "cidr": "127.0.0.0/8"},
+    )
+    # another organization's resources are never listed, granted or not
+    other, _, theirs = await org_with_site_and_resource(console, "Globex")
+    listed = await console.as_user(mel, "GET", "/me/resources")
+    assert listed.status == 200, listed.raw
+    by_name = {item["name"]: item for item in listed.json["items"]}
+    assert set(by_name) == {"mine", "team", "open", "wild", "ssh"}
+    assert by_name["mine"] == {
+        "org_id": org,
+        "org_name": "Acme",
+        "id": mine,
+        "name": "mine",
+        "kind": "http",
+        "url": "https://mine.acme.example/app",
+        "public": False,
+    }
+    assert by_name["open"]["public"] is True and by_name["team"]["url"] == "https://team.acme.example/"
+    assert by_name["wild"]["url"] is None
+    assert by_name["ssh"]["address"] == "127.0.0.1:2222" and by_name["ssh"]["public"] is True
+    assert ssh["id"] == by_name["ssh"]["id"]
+    # an Admin sees every enabled resource of the organization; a user of two organizations both
+    ada = await console.user(org, "ada@example.com", "Admin")
+    await console.join(other, ada, "Member")
+    everything = {i["name"] for i in (await console.as_user(ada, "GET", "/me/resources")).json["items"]}
+    assert everything == {"wiki", "mine", "team", "open", "walled", "wild", "ssh"}
+    await make(console, f"/orgs/{other}/resources/{theirs}/grants", {"user_id": ada.id})
+    items = (await console.as_user(ada, "GET", "/me/resources")).json["items"]
+    assert {(i["org_name"], i["name"]) for i in items if i["org_id"] == other} == {("Globex", "wiki")}
+    assert wiki not in [i["id"] for i in (await console.as_user(mel, "GET", "/me/resources")).json["items"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_launcher_of_api_keys(console):
+    org, _, wiki = await org_with_site_and_resource(console, "Acme")
+    mel = await console.user(org, "mel@example.com", "Member")
+    await make(console, f"/orgs/{org}/resources/{wiki}/grants", {"user_id": mel.id})
+    made = await make(
+        console, f"/orgs/{org}/api-keys", {"name": "mel's", "scopes": ["read"], "user_id": mel.id}
+    )
+    as_mel = (await console.get("/me/resources", key=made["key"])).json["items"]
+    assert [i["id"] for i in as_mel] == [wiki]
+    plain = await console.create_key(org, ["read"])
+    assert (await console.get("/me/resources", key=plain)).json == {"items": []}
+    assert (await console.get("/me/resources")).json == {"items": []}  # the instance key is nobody

@@ -112,8 +112,9 @@ class AdminAPI:
         port_available: Callable[[str, int], bool] | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         authenticators: Sequence[Authenticator] | None = None,
+        console: Any = None,
     ) -> None:
-        self.services = Services(store, status, port_available)
+        self.services = Services(store, status, port_available, console)
         self.reactor = reactor
         self.max_body = max_body
         self.authenticators = (
@@ -164,7 +165,8 @@ class AdminAPI:
             request, SCHEMAS[route.body], self.validator, self.max_body, required=route.body_required
         ) if route.body else {}  # fmt: skip
         query = read_query(request, route.query, self.validator)
-        call = Call(self.services, principal, params, query, body, source_address(request))
+        host = request.getRequestHostname().decode("utf-8", "replace")
+        call = Call(self.services, principal, params, query, body, source_address(request), host)
         try:
             return await route.handler(call)
         except StoreError as e:
@@ -219,13 +221,15 @@ def make_api_resource(
     port_available: Callable[[str, int], bool] | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     authenticators: Sequence[Authenticator] | None = None,
+    console: Any = None,
 ) -> IResource:
     """The admin API (``/api/v1/...``) over ``store``, as a Klein resource to serve at the root of a
     :class:`CappedSite` with the same ``max_body``.
 
     ``status()`` gives the gateway's live status (``GET /api/v1/status``); ``port_available(kind,
     port)`` says whether a TCP or UDP resource could listen on ``port`` on this gateway; both are
-    called on the reactor thread. ``authenticators`` default to API keys only.
+    called on the reactor thread. ``authenticators`` default to API keys only. ``console`` is the
+    gateway's live view for the console's routes (see :class:`~kokoa.api._call.Services`).
     """
     api = AdminAPI(
         store,
@@ -234,5 +238,6 @@ def make_api_resource(
         port_available=port_available,
         max_body=max_body,
         authenticators=authenticators,
+        console=console,
     )
     return api.resource()

@@ -25,11 +25,16 @@ PREFIX = "/api/v1"
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """What the handlers work with (one per API instance)."""
+    """What the handlers work with (one per API instance).
+
+    ``console`` is the gateway's live view for the console's routes (``kokoa.gateway._console.
+    ConsoleView``: tunnels, health, the event hub, the request inspector); None where the API runs
+    without a gateway (tests, the dev server): those routes answer 503 then."""
 
     store: Store
     status: Callable[[], dict[str, Any]] | None
     port_available: Callable[[str, int], bool] | None
+    console: Any = None
 
 
 @dataclass(slots=True)
@@ -42,6 +47,8 @@ class Call:
     query: dict[str, Any] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)
     source_address: str | None = None
+    #: The Host the request was sent to, without the port (where the caller reached this gateway).
+    host: str | None = None
 
     @property
     def store(self) -> Store:

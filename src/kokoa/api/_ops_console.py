@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from kokoa import store as st
+from kokoa.policy import Identity, PolicySet
 
-from ._auth import Principal
+from ._auth import WRITER_ROLES, Principal
 from ._call import Call, Reply, ok
 
 
@@ -59,3 +60,124 @@ def _user_me(conn: Connection, principal: Principal) -> dict[str, Any]:
         "user": {"id": user.id, "email": user.email, "name": user.display_name},
         "orgs": orgs,
     }
+
+
+# -- the launcher: what the caller may open -----------------------------------------------------------
+
+
+def _identity(conn: Connection, user_id: str) -> Identity | None:
+    """The user as the gateway's gate sees them (their roles in every organization), or None if they
+    may not sign in (disabled, invited)."""
+    from kokoa.auth._identities import identity_of
+
+    found = st.lookup_user_identity(conn, user_id)
+    return None if found is None else identity_of(found)
+
+
+def _may_open(
+    policies: PolicySet, resource: st.Resource, identity: Identity, client_address: str | None
+) -> bool:
+    """Whether the gateway's policy engine lets ``identity`` open the resource from ``client_address``:
+    its URL (the path prefix) with GET for an HTTP resource, a connection for a TCP or UDP one."""
+    from kokoa.http._router import BadTarget, normalize_target
+
+    if resource.kind == "http":
+        try:
+            match_path = normalize_target((resource.path_prefix or "/").encode("ascii")).match_path
+        except (BadTarget, UnicodeError):
+            return False
+        decision = policies.decide(resource.id, match_path, "GET", client_address, identity)
+    else:
+        decision = policies.decide(resource.id, None, None, client_address, identity)
+    return decision.allowed
+
+
+def launcher_entry(
+    org: st.Organization, resource: st.Resource, public_host: str | None, https_port: int | None
+) -> dict[str, Any] | None:
+    """How the launcher shows a resource: its URL (HTTP) or address (TCP, UDP); None if it has none."""
+    entry: dict[str, Any] = {
+        "org_id": org.id,
+        "org_name": org.name,
+        "id": resource.id,
+        "name": resource.name,
+        "kind": resource.kind,
+        "public": resource.public,
+    }
+    if resource.kind == "http":
+        if resource.hostname is None:
+            return None
+        if resource.hostname.startswith("*."):
+            entry["url"] = None  # a wildcard: any one name under it, no single link
+        else:
+            port = "" if https_port in (None, 443) else f":{https_port}"
+            entry["url"] = f"https://{resource.hostname}{port}{resource.path_prefix or '/'}"
+        return entry
+    if resource.public_port is None or not public_host:
+        return None
+    host = f"[{public_host}]" if ":" in public_host else public_host
+    entry["address"] = f"{host}:{resource.public_port}"
+    return entry
+
+
+def _launcher(
+    conn: Connection,
+    user_id: str,
+    orgs: list[tuple[str, str]],
+    client_address: str | None,
+    public_host: str | None,
+    https_port: int | None,
+) -> list[dict[str, Any]]:
+    identity = _identity(conn, user_id)
+    if identity is None:
+        return []
+    items: list[dict[str, Any]] = []
+    for org_id, role in orgs:
+        org = st.get_organization(conn, org_id)
+        config = st.load_org_config(conn, org_id)
+        policies = PolicySet.build(
+            config.rules,
+            config.grants,
+            [r.id for r in config.resources if r.public],
+            resources=[r.id for r in config.resources],
+        )
+        for resource in config.resources:
+            if not resource.enabled:
+                continue
+            if role not in WRITER_ROLES and not _may_open(policies, resource, identity, client_address):
+                continue
+            entry = launcher_entry(org, resource, public_host, https_port)
+            if entry is not None:
+                items.append(entry)
+    return items
+
+
+async def list_my_resources(call: Call) -> Reply:
+    """The resources the caller may open, over all their organizations, decided by the gateway's policy
+    engine (grants to them or their roles, public resources, rules for the caller's address); Owners
+    and Admins see every enabled resource of their organizations. An organization's API key made for
+    a member sees what that member sees in the key's organization; other keys see nothing."""
+    principal = call.principal
+    assert principal is not None
+    view = call.services.console
+    public_host = view.public_host if view is not None else call.host
+    https_port = view.https_port if view is not None else None
+
+    def tx(conn: Connection) -> list[dict[str, Any]]:
+        if principal.kind == "user":
+            assert principal.user_id is not None
+            user_id, orgs = principal.user_id, list(principal.orgs)
+        else:
+            if principal.key_id is None or principal.org_id is None:
+                return []
+            key = st.get_api_key(conn, principal.key_id)
+            if key.created_by is None:
+                return []
+            user_id = key.created_by
+            memberships = {m.org_id: m.role_name for m in st.list_user_memberships(conn, user_id)}
+            if principal.org_id not in memberships:
+                return []
+            orgs = [(principal.org_id, memberships[principal.org_id])]
+        return _launcher(conn, user_id, orgs, call.source_address, public_host, https_port)
+
+    return ok({"items": await call.store.run(tx)})

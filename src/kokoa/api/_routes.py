@@ -96,6 +96,9 @@ ROUTES: tuple[Route, ...] = (
     # the console
     Route("GET", "/me", console.get_me, "Who is calling: a console user and their orgs, or an API key",
           "console", response="Me", members=True),
+    Route("GET", "/me/resources", console.list_my_resources,
+          "The resources the caller may open (the launcher), over all their organizations", "console",
+          response="LauncherPage", members=True),
     # organizations
     Route("GET", "/orgs", identity.list_orgs, "List organizations (an organization's key: its own)",
           "organizations", response="OrganizationPage", query=PAGE, members=True),

@@ -608,6 +608,30 @@ SCHEMAS: dict[str, JSON] = {
         ("kind", "orgs"),
         description="Who is calling: a console user (user) or an API key (key).",
     ),
+    "LauncherEntry": obj(
+        {
+            "org_id": ID,
+            "org_name": NAME,
+            "id": ID,
+            "name": NAME,
+            "kind": {"type": "string", "enum": list(RESOURCE_KINDS)},
+            "url": {
+                "type": ["string", "null"],
+                "description": "HTTP resources: https://hostname[:port]/path_prefix (null for a wildcard "
+                "hostname: there is no one address to link to)",
+            },
+            "address": {
+                "type": "string",
+                "description": "TCP and UDP resources: the gateway's public host and the resource's port",
+            },
+            "public": {**BOOLEAN, "description": "anyone may open it without signing in"},
+        },
+        ("org_id", "org_name", "id", "name", "kind", "public"),
+    ),
+    "LauncherPage": output(
+        {"items": {"type": "array", "items": ref("LauncherEntry")}},
+        description="Every resource the caller may open (not paginated).",
+    ),
 }
 
 for _item in ("Organization", "Role", "Membership", "User", "Site", "Resource", "Target", "Grant", "Rule"):

@@ -49,6 +49,7 @@ from ._access import (
 from ._access_log import ACCESS_KINDS, ACCESS_OUTCOMES, AccessEntry, append_access, list_access, prune_access
 from ._audit import AuditEntry, append_audit, jsonable, list_audit
 from ._common import DEFAULT_LIMIT, MAX_LIMIT, NOTIFY_CHANNEL, UNSET, Change, Page, Unset, new_id
+from ._console import OrgConfig, load_org_config
 from ._email_codes import MAX_LIVE_EMAIL_CODES, create_email_code, verify_email_code
 from ._engine import database_url
 from ._errors import Conflict, Invalid, NotFound, SchemaMismatch, StoreError
@@ -225,6 +226,7 @@ __all__ = [
     "Invalid",
     "Membership",
     "NotFound",
+    "OrgConfig",
     "Organization",
     "Page",
     "Resource",
@@ -317,6 +319,7 @@ __all__ = [
     "list_targets",
     "list_user_memberships",
     "list_users",
+    "load_org_config",
     "load_snapshot",
     "lookup_session",
     "lookup_user_identity",
