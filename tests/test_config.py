@@ -203,6 +203,17 @@ def test_secrets_are_stored_hashed():
         ('[http_front]\nupstream_ca_file = "nope.pem"\n', "upstream_ca_file"),
         ("[http_front]\nmax_headers = 2\n", "max_headers must be a whole number of at least 8"),
         ("[http_front]\nheader_timeout = 0\n", "header_timeout must be a number greater than 0"),
+        (
+            "[http_front]\ninspector_ring_size = 0\n",
+            "inspector_ring_size must be a whole number from 1 to 100000",
+        ),
+        ("[http_front]\ninspector_ring_size = 1e3\n", "inspector_ring_size must be a whole number from 1 to"),
+        (
+            "[http_front]\ninspector_max_watchers = -1\n",
+            "inspector_max_watchers must be a whole number from 0",
+        ),
+        ("[http_front]\ninspector_max_watchers = true\n", "inspector_max_watchers must be a whole number"),
+        ("[http_front]\ninspector_ring = 5\n", "inspector_ring"),
         ('[acme]\ndirectory = "ftp://x"\n', "acme directory must be an https:// URL"),
         ("[acme]\nagree_tos = 1\n", "directory is required"),
         ("https_dev_ca = 1\n", "https_dev_ca must be true or false"),
@@ -227,3 +238,11 @@ def test_sighup_without_a_config_file_rereads_the_certificates_only():
     reloader = gateway_tap.ConfigReloader(None, None, None, None, certificates)
     reloader.reload()
     assert certificates.reloads == 1
+
+
+def test_inspector_settings(tmp_path):
+    config = load_gateway_config(write(tmp_path, ""))
+    assert (config.http_front.inspector_ring_size, config.http_front.inspector_max_watchers) == (200, 32)
+    text = "[http_front]\ninspector_ring_size = 50\ninspector_max_watchers = 0\n"
+    config = load_gateway_config(write(tmp_path, text))
+    assert (config.http_front.inspector_ring_size, config.http_front.inspector_max_watchers) == (50, 0)

@@ -195,6 +195,8 @@ class AccessGate:
             if cached is not None:  # the hot path: a known credential on a resource without rules
                 decision, extra = cached
                 self.requests["allow"] += 1
+                if exchange.inspection is not None:
+                    exchange.inspection.decided(decision, identity, client_ip)
                 if not self.recorder.allowed_again(resource.id, identity.user_id, client_ip, decision):
                     self._record(exchange, resource, identity, decision, client_ip)
                 exchange.proceed(extra, drop, client_ip)
@@ -207,6 +209,8 @@ class AccessGate:
                 resolved.decisions[resource.id] = (decision, extra)
         self.requests[decision.outcome] += 1
         self._record(exchange, resource, identity, decision, client_ip)
+        if exchange.inspection is not None:  # someone watches the resource (the request inspector)
+            exchange.inspection.decided(decision, identity, client_ip, self.policies.get(resource.id))
         if decision.outcome == "allow":
             exchange.proceed(extra, drop, client_ip)
         elif decision.outcome == "authenticate":

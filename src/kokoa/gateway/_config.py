@@ -227,19 +227,32 @@ _FRONT_INTS = {
     "pool_max_idle": 0,
 }
 _FRONT_SECONDS = ("header_timeout", "idle_timeout", "upstream_timeout", "pool_idle_timeout")
+#: Whole numbers with an upper bound too: (least, most).
+_FRONT_RANGES = {
+    "inspector_ring_size": (1, 100_000),  # requests kept per watched resource
+    "inspector_max_watchers": (0, 10_000),  # 0: nobody may watch (the inspector is off)
+}
 
 
 def _parse_front(table, base: Path, where: str) -> FrontSettings:
     """The [http_front] table: limits and timeouts of the HTTP front."""
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table")
-    check_keys(table, set(_FRONT_INTS) | set(_FRONT_SECONDS) | {"upstream_ca_file"}, where)
+    check_keys(
+        table, set(_FRONT_INTS) | set(_FRONT_SECONDS) | set(_FRONT_RANGES) | {"upstream_ca_file"}, where
+    )
     settings = FrontSettings()
     for key, minimum in _FRONT_INTS.items():
         if key in table:
             value = table[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"{where}: {key} must be a whole number of at least {minimum}")
+            setattr(settings, key, value)
+    for key, (least, most) in _FRONT_RANGES.items():
+        if key in table:
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+                raise ConfigError(f"{where}: {key} must be a whole number from {least} to {most}")
             setattr(settings, key, value)
     for key in _FRONT_SECONDS:
         if key in table:

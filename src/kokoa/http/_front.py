@@ -33,6 +33,7 @@ from kokoa.wire import ErrorCode, ProtocolError
 
 from ._balance import STICKY_COOKIE, Balancer, sticky_value
 from ._errors import error_response
+from ._inspector import Inspection, Inspector
 from ._messages import (
     BadRequest,
     RequestHead,
@@ -72,6 +73,8 @@ class FrontSettings:
     pool_max_idle: int = 256  # idle upstream connections kept per target
     pool_idle_timeout: float = 30.0  # seconds an idle upstream connection is kept
     upstream_ca_file: str | None = None  # extra CAs for https targets (default: the system's)
+    inspector_ring_size: int = 200  # requests kept per watched resource (the request inspector)
+    inspector_max_watchers: int = 32  # inspector watchers at once, over all resources
 
 
 class HTTPFront:
@@ -96,6 +99,12 @@ class HTTPFront:
         )
         self.connections: set[FrontProtocol] = set()
         self.requests = 0
+        #: The request inspector: the recent requests of the resources someone watches.
+        self.inspector = Inspector(
+            ring_size=self.settings.inspector_ring_size,
+            max_watchers=self.settings.inspector_max_watchers,
+            clock=reactor.seconds,
+        )
         #: Decides who may reach what (kokoa.auth.AccessGate); None: every routed request goes through.
         self.gate = None
         #: The login host and the twisted.web site that serves it (connections for it are handed over).
@@ -372,6 +381,7 @@ class FrontProtocol(Protocol):
             # The refused body belongs to the exchange being served: answer it instead.
             self.queue.remove(parsing)
             parsing.release_balancer()
+            exchange.inspection, exchange.received = parsing.inspection, parsing.received
             self.queue.appendleft(exchange)
             exchange.start()
             return
@@ -386,11 +396,15 @@ class FrontProtocol(Protocol):
             self.transport.write(data)
 
     def respond_locally(self, exchange: Exchange, response: bytes, close: bool) -> None:
+        if exchange.inspection is not None:
+            exchange.inspection.answered(response)
         self.write(response)
         self.exchange_finished(exchange, close)
 
     def exchange_finished(self, exchange: Exchange, close: bool) -> None:
         """An exchange's response is complete: go on with the next one, or close."""
+        if exchange.inspection is not None:
+            exchange.inspected("client_gone" if self.lost else "complete")
         if self.queue and self.queue[0] is exchange:
             self.queue.popleft()
         if self.lost:
@@ -533,6 +547,7 @@ class Exchange:
         self.identity_headers: list[tuple[bytes, bytes]] = []
         self.drop_header: bytes | None = None  # a Kokoa token's header: not for the upstream
         self.client_address: str = front_protocol.client_host
+        self.inspection: Inspection | None = None  # notes on this request, when its resource is watched
 
     # ------------------------------------------------------------ request side
 
@@ -577,6 +592,8 @@ class Exchange:
             return
         self.route = route
         resource = route.resource
+        if front.inspector.watching(resource.id):
+            self.inspection = front.inspector.begin(resource.id, head, self.client_address, gate)
         if client.scheme == "http" and resource.redirect_https:
             location = b"https://" + head.host.encode() + head.target.forwarded.encode()
             self._respond(308, close=False, extra=[(b"Location", location)])
@@ -645,6 +662,8 @@ class Exchange:
             self._no_target(resource)
             return
         self.target = target
+        if self.inspection is not None:
+            self.inspection.served_by(target)
         if resource.sticky and sticky != sticky_value(target):
             self.sticky_cookie = STICKY_COOKIE + b"=" + sticky_value(target).encode()
         balancer.started(target)
@@ -782,14 +801,17 @@ class Exchange:
         if self.sticky_cookie is not None:
             secure = b"; Secure" if self.client.scheme == "https" else b""
             extra.append((b"Set-Cookie", self.sticky_cookie + b"; Path=/; HttpOnly; SameSite=Lax" + secure))
-        self.client.write(
-            client_response_head(status, reason, headers, self.framing, self.close_after, extra)
-        )
+        response = client_response_head(status, reason, headers, self.framing, self.close_after, extra)
+        if self.inspection is not None:
+            self.inspection.responded(response)
+        self.client.write(response)
         if not self.client.lost:
             self.client.transport.registerProducer(self.upstream.transport, True)
             self._producing_to_client = True
 
     def response_body(self, data: bytes) -> None:
+        if self.inspection is not None:
+            self.inspection.bytes_out += len(data)
         if self.framing == "chunked":
             self.client.write(b"%x\r\n%s\r\n" % (len(data), data))
         else:
@@ -816,7 +838,11 @@ class Exchange:
             self.upstream.abort()
             client.exchange_finished(self, close=True)
             return
-        client.write(switching_protocols_head(status, reason, headers))
+        response = switching_protocols_head(status, reason, headers)
+        if self.inspection is not None:
+            self.inspection.responded(response)
+            self.inspected("upgraded")
+        client.write(response)
         if rest:
             client.write(rest)
         upstream = self.upstream
@@ -836,6 +862,8 @@ class Exchange:
             return
         if response_started:
             self.release_balancer()
+            if self.inspection is not None:
+                self.inspected("upstream_gone")
             log.warn(
                 "upstream {target} of {name!r} closed mid-response: {why}",
                 target=self.target.target,
@@ -880,6 +908,8 @@ class Exchange:
     # ------------------------------------------------------------ endings
 
     def client_lost(self) -> None:
+        if self.inspection is not None:
+            self.inspected("client_gone")
         self._cancel_timer()
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
@@ -892,6 +922,12 @@ class Exchange:
         if upstream is not None:
             self._unregister(upstream)
             upstream.abort()
+
+    def inspected(self, ended: str) -> None:
+        """Record this watched exchange in the inspector (once)."""
+        inspection, self.inspection = self.inspection, None
+        if inspection is not None:
+            inspection.finish(self.received, ended)
 
     def release_balancer(self) -> None:
         if self._balanced:
