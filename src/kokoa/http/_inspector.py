@@ -217,6 +217,11 @@ class Inspector:
         self._hidden = gate
         self.hide(gate.drop_headers | gate.token_headers, gate.drop_prefixes)
 
+    def begin(self, resource_id: str, head: Any, client_address: str, gate: Any = None) -> Inspection:
+        """Start noting a request to a watched resource: ``head`` has ``method``, ``raw_target`` and
+        ``headers`` (a RequestHead); ``gate``, the access gate, names more headers to redact."""
+        return Inspection(self, resource_id, head.method, head.raw_target, head.headers, client_address, gate)
+
     def next_id(self) -> str:
         return str(next(self._ids))
 
