@@ -176,6 +176,7 @@ def check_common(entry: dict, method: str, path: str) -> None:
         "rule",
         "target",
         "ended",
+        "skipped",
         "request_headers",
         "response_headers",
     }

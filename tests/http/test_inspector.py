@@ -11,6 +11,7 @@ from twisted.logger import Logger
 
 from kokoa.http import _inspector
 from kokoa.http._inspector import (
+    BURST,
     MAX_PATH,
     REDACTED,
     SECRET_HEADERS,
@@ -169,6 +170,10 @@ def test_bad_settings():
         Inspector(ring_size=0)
     with pytest.raises(ValueError):
         Inspector(max_watchers=-1)
+    with pytest.raises(ValueError):
+        Inspector(max_rate=-1)
+    with pytest.raises(ValueError):
+        Inspector(burst=0)
 
 
 def test_record_makes_any_entry_safe():
@@ -430,6 +435,7 @@ def test_an_inspection_records_every_field_once_it_ends():
         },
         "target": {"id": "tgt_1", "site_id": "home", "target": "127.0.0.1:8080"},
         "ended": "complete",
+        "skipped": 0,
         "request_headers": [["host", "app.test"], ["cookie", REDACTED], ["content-length", "5"]],
         "response_headers": [["content-length", "2"], ["set-cookie", REDACTED]],
     }
@@ -467,3 +473,75 @@ def test_an_inspection_ending_after_the_watch_is_not_kept():
     stop()
     inspection.finish(0)
     assert inspector.recent("res") == []
+
+
+def test_watchers_get_a_burst_then_max_rate_entries_a_second_and_hear_of_the_rest():
+    clock = FakeClock(1000.0)
+    inspector = Inspector(max_rate=8, burst=3, clock=clock)
+    seen: list[dict] = []
+    inspector.watch("res", seen.append)
+    for n in range(10):  # a burst: the bucket's 3 pass
+        inspector.record("res", entry(n))
+    assert [e["path"] for e in seen] == ["/0", "/1", "/2"]
+    assert all(e["skipped"] == 0 for e in seen)
+    assert len(inspector.recent("res")) == 10  # the ring keeps every one
+    clock.now += 0.25  # 2 tokens back
+    inspector.record("res", entry(10))
+    assert seen[-1]["path"] == "/10" and seen[-1]["skipped"] == 7
+    assert [e["skipped"] for e in inspector.recent("res")] == [0] * 11  # (the ring's own: 0)
+    inspector.record("res", entry(11))
+    assert seen[-1]["path"] == "/11" and seen[-1]["skipped"] == 0
+    inspector.record("res", entry(12))  # no token left
+    assert len(seen) == 5
+    clock.now += 10
+    for n in range(13, 18):
+        inspector.record("res", entry(n))
+    assert [e["path"] for e in seen[5:]] == ["/13", "/14", "/15"]  # never more than the bucket
+    assert seen[5]["skipped"] == 1
+
+
+def test_the_default_bucket_takes_a_page_load_whole():
+    inspector = Inspector(clock=FakeClock())
+    seen: list[dict] = []
+    inspector.watch("res", seen.append)
+    for n in range(BURST + 5):
+        inspector.record("res", entry(n))
+    assert len(seen) == BURST
+
+
+def test_no_rate_limit():
+    inspector = Inspector(max_rate=0)
+    seen: list[dict] = []
+    inspector.watch("res", seen.append)
+    for n in range(500):
+        inspector.record("res", entry(n))
+    assert len(seen) == 500
+
+
+def test_an_inspection_is_formatted_once_when_read_and_lets_go_of_the_heads():
+    inspector = Inspector(max_rate=1, burst=1)
+    seen: list[dict] = []
+    inspector.watch("res", seen.append)
+    first = Inspection(inspector, "res", b"GET", b"/a", [(b"Cookie", b"x=1")], "10.0.0.1")
+    first.finish(0)
+    second = Inspection(inspector, "res", b"GET", b"/b", [(b"Cookie", b"x=1")], "10.0.0.1")
+    second.finish(0)
+    assert [e["path"] for e in seen] == ["/a"]
+    assert first.request_headers is None  # formatted for the watcher
+    assert second.request_headers is not None  # not delivered: kept as it was, until read
+    recent = inspector.recent("res")
+    assert [e["path"] for e in recent] == ["/a", "/b"] and recent[0] is seen[0]
+    assert second.request_headers is None
+    assert inspector.recent("res")[1] is recent[1]  # made once
+
+
+def test_a_large_answer_is_formatted_and_capped_at_once():
+    inspector = Inspector(max_rate=1, burst=1, max_head_bytes=100)
+    inspector.watch("res", lambda e: None)
+    Inspection(inspector, "res", b"GET", b"/", [], "10.0.0.1").finish(0)  # takes the token
+    big = Inspection(inspector, "res", b"GET", b"/", [], "10.0.0.1")
+    big.responded(b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 20) for i in range(20)))
+    big.finish(0)
+    assert big.response is None  # not kept raw
+    got = inspector.recent("res")[1]["response_headers"]
+    assert got[-1][0] == TRUNCATED and len(got) < 20

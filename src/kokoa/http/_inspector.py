@@ -31,6 +31,8 @@ REDACTED = "[redacted]"
 TRUNCATED = "[truncated]"
 #: The path (and query) as received is kept up to this many characters.
 MAX_PATH = 2048
+#: Entries a resource's watchers may get at once (then ``max_rate`` a second).
+BURST = 100
 
 #: Headers whose values are never kept (lower case; "_" in a received name counts as "-").
 SECRET_HEADERS = frozenset(
@@ -128,9 +130,18 @@ class Inspector:
     """The rings of the watched resources, and their watchers.
 
     ``watch`` starts a ring for a resource (the request path then notes its requests) and returns
-    the function that ends the watch; the ring goes with the resource's last watcher. ``record``
-    appends an entry and hands it to each watcher (a watcher that raises is dropped and logged).
-    Entries are shared between watchers and the ring: nobody may change one."""
+    the function that ends the watch; the ring goes with the resource's last watcher. Each request
+    that ends goes into the ring as it is (cheap: references, no formatting); it becomes an entry
+    (a dict, redacted) when someone reads it: :meth:`recent`, or a watcher's callback.
+
+    Watchers get up to ``burst`` entries at once (a page load passes whole) and ``max_rate`` a
+    second after that, per resource (a token bucket; ``max_rate`` 0: every entry): under heavy
+    load the rest stay in the ring only, and the next entry a watcher gets says in ``skipped`` how
+    many it did not get (0 otherwise; entries from :meth:`recent` have 0). Formatting every request
+    of a busy resource would cost the requests themselves, and nobody reads 2,000 lines a second.
+
+    A watcher that raises is dropped and logged. Entries are shared between watchers and the ring:
+    nobody may change one."""
 
     def __init__(
         self,
@@ -138,22 +149,29 @@ class Inspector:
         ring_size: int = 200,
         max_watchers: int = 32,
         max_head_bytes: int = 16384,
+        max_rate: float = 25.0,
+        burst: int = BURST,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if ring_size < 1 or max_watchers < 0 or max_head_bytes < 0:
-            raise ValueError("ring_size must be at least 1, max_watchers and max_head_bytes at least 0")
+        if ring_size < 1 or burst < 1 or max_watchers < 0 or max_head_bytes < 0 or max_rate < 0:
+            raise ValueError(
+                "ring_size and burst must be at least 1; max_watchers, max_head_bytes and max_rate at least 0"
+            )
         self.ring_size = ring_size
         self.max_watchers = max_watchers
         self.max_head_bytes = max_head_bytes
+        self.max_rate = max_rate
+        self._burst = float(burst)
         self.clock = clock
-        self._rings: dict[str, deque[dict]] = {}
+        self._rings: dict[str, deque[dict | Inspection]] = {}
         self._watchers: dict[str, dict[int, Callable[[dict], None]]] = {}
+        self._buckets: dict[str, list[float]] = {}  # resource id -> [tokens, last refill, skipped]
         self._count = 0
         self._keys = itertools.count(1)
         self._ids = itertools.count(1)
         self.secret_names = SECRET_HEADERS
         self.secret_prefixes = SECRET_PREFIXES
-        self._hidden: tuple[Any, Any] | None = None
+        self._hidden: Any = None
 
     # ------------------------------------------------------------------ watching
 
@@ -167,9 +185,9 @@ class Inspector:
         return self._count
 
     def watch(self, resource_id: str, callback: Callable[[dict], None]) -> Callable[[], None]:
-        """Call ``callback(entry)`` for each request to the resource that ends from now on; returns
-        the function that stops it (calling it again does nothing). Raises :class:`InspectorBusy`
-        beyond ``max_watchers``."""
+        """Call ``callback(entry)`` for requests to the resource that end from now on (at most
+        ``max_rate`` a second); returns the function that stops it (calling it again does nothing).
+        Raises :class:`InspectorBusy` beyond ``max_watchers``."""
         if self._count >= self.max_watchers:
             raise InspectorBusy(
                 f"{self._count} watchers already (max_watchers is {self.max_watchers}): try again later"
@@ -179,6 +197,7 @@ class Inspector:
         if watchers is None:
             watchers = self._watchers[resource_id] = {}
             self._rings[resource_id] = deque(maxlen=self.ring_size)
+            self._buckets[resource_id] = [self._burst, self.clock(), 0]
         watchers[key] = callback
         self._count += 1
 
@@ -195,11 +214,14 @@ class Inspector:
         if not watchers:
             del self._watchers[resource_id]
             del self._rings[resource_id]
+            del self._buckets[resource_id]
 
     def recent(self, resource_id: str) -> list[dict]:
         """The resource's ring, oldest first (empty when nobody watches it)."""
         ring = self._rings.get(resource_id)
-        return list(ring) if ring is not None else []
+        if ring is None:
+            return []
+        return [item if isinstance(item, dict) else item.entry() for item in ring]
 
     # ------------------------------------------------------------------ recording
 
@@ -220,19 +242,17 @@ class Inspector:
     def begin(self, resource_id: str, head: Any, client_address: str, gate: Any = None) -> Inspection:
         """Start noting a request to a watched resource: ``head`` has ``method``, ``raw_target`` and
         ``headers`` (a RequestHead); ``gate``, the access gate, names more headers to redact."""
-        return Inspection(self, resource_id, head.method, head.raw_target, head.headers, client_address, gate)
+        if gate is not None and gate is not self._hidden:
+            self.hide_gate(gate)
+        return Inspection(self, resource_id, head.method, head.raw_target, head.headers, client_address)
 
     def next_id(self) -> str:
         return str(next(self._ids))
 
-    def record(self, resource_id: str, entry: dict) -> None:
-        """Append an entry to the resource's ring and hand it to each watcher; nothing when nobody
-        watches. The entry is made safe here, whoever built it: an ``id`` if it has none, the
-        ``path`` redacted and cut, ``request_headers`` and ``response_headers`` (pairs of str or
-        bytes, as received and sent) redacted and capped at ``max_head_bytes``."""
-        ring = self._rings.get(resource_id)
-        if ring is None:
-            return
+    def safe(self, entry: dict) -> dict:
+        """An entry made safe, whoever built it: an ``id`` if it has none, the ``path`` redacted
+        and cut, ``request_headers`` and ``response_headers`` (pairs of str or bytes, as received
+        and sent) redacted and capped at ``max_head_bytes``. Changes ``entry`` and returns it."""
         if "id" not in entry:
             entry["id"] = self.next_id()
         if "path" in entry:
@@ -245,10 +265,36 @@ class Inspector:
                     prefixes=self.secret_prefixes,
                     max_bytes=self.max_head_bytes,
                 )
+        entry.setdefault("skipped", 0)
+        return entry
+
+    def record(self, resource_id: str, entry: dict | Inspection) -> None:
+        """Append an entry to the resource's ring and hand it to each watcher (within ``max_rate``);
+        nothing when nobody watches. A dict is made :meth:`safe` first; an :class:`Inspection` is
+        kept as it is and formatted (safely) when read."""
+        ring = self._rings.get(resource_id)
+        if ring is None:
+            return
+        if isinstance(entry, dict):
+            entry = self.safe(entry)
         ring.append(entry)
-        for key, callback in list(self._watchers.get(resource_id, {}).items()):
+        bucket = self._buckets[resource_id]
+        if self.max_rate:
+            now = self.clock()
+            tokens = min(self._burst, bucket[0] + (now - bucket[1]) * self.max_rate)
+            bucket[1] = now
+            if tokens < 1.0:
+                bucket[0] = tokens
+                bucket[2] += 1
+                return
+            bucket[0] = tokens - 1.0
+        shown = entry if isinstance(entry, dict) else entry.entry()
+        if bucket[2]:
+            shown = {**shown, "skipped": int(bucket[2])}
+            bucket[2] = 0
+        for key, callback in list(self._watchers[resource_id].items()):
             try:
-                callback(entry)
+                callback(shown)
             except Exception:
                 log.failure("inspector watcher of resource {resource} failed: dropped", resource=resource_id)
                 self._drop(resource_id, key)
@@ -267,28 +313,49 @@ def _rule_info(rule: Any) -> dict:
     }
 
 
+def _parse_head(head: bytes) -> tuple[int | None, list[tuple[bytes, bytes]]]:
+    """(status, headers) of a response head's bytes."""
+    lines = head.split(b"\r\n")
+    try:
+        status: int | None = int(lines[0].split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        status = None
+    headers = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            headers.append((name, value.strip()))
+    return status, headers
+
+
 class Inspection:
-    """One watched request, noted as it goes and recorded once when it ends.
+    """One watched request, noted as it goes (references only: the request path stays cheap) and
+    recorded once when it ends; :meth:`entry` makes the dict, once, when someone reads it.
 
     The request head is the client's, as received; the response head is the one sent to the client
     (the upstream's, or the gateway's own answer). Byte counts are body bytes (without chunk
     framing)."""
 
     __slots__ = (
+        "_entry",
+        "bytes_in",
         "bytes_out",
         "client_address",
         "decision",
+        "ended",
+        "ended_at",
+        "id",
+        "identity",
         "inspector",
+        "local",
         "method",
         "path",
+        "policy",
         "request_headers",
         "resource_id",
-        "response_headers",
-        "rule",
+        "response",
         "started",
-        "status",
         "target",
-        "user",
     )
 
     def __init__(
@@ -299,9 +366,7 @@ class Inspection:
         path: bytes,
         headers: list,
         client_address: str,
-        gate: Any = None,
     ) -> None:
-        inspector.hide_gate(gate)
         self.inspector = inspector
         self.resource_id = resource_id
         self.started = inspector.clock()
@@ -309,75 +374,95 @@ class Inspection:
         self.path = path
         self.request_headers = headers
         self.client_address = client_address
-        self.user: str | None = None
-        self.decision: str | None = None
-        self.rule: dict | None = None
-        self.target: dict | None = None
-        self.status: int | None = None
-        self.response_headers: list = []
+        self.decision: Any = None
+        self.identity: Any = None
+        self.policy: Any = None
+        self.target: Any = None
+        self.response: bytes | None = None
+        self.local = False
         self.bytes_out = 0
+        self._entry: dict | None = None
 
     def decided(self, decision: Any, identity: Any, client_address: str, policy: Any = None) -> None:
         """The gate's decision (``decision.outcome``, ``.rule_id``), who asked (an Identity or
         None), from where, and the resource's policy (to name the rule that decided)."""
+        self.decision = decision
+        self.identity = identity
         self.client_address = client_address
-        self.user = (identity.email or identity.user_id) if identity is not None else None
-        outcome = decision.outcome
-        rule = None
-        if decision.rule_id is not None:
-            found = next((r for r in getattr(policy, "rules", ()) if r.id == decision.rule_id), None)
-            rule = _rule_info(found) if found is not None else {"id": decision.rule_id, "pattern": None}
-            if outcome == "allow" and rule.get("action") == "bypass":
-                outcome = "bypass"
-        self.decision = outcome
-        self.rule = rule
+        self.policy = policy
 
     def served_by(self, target: Any) -> None:
-        self.target = {"id": target.id, "site_id": target.site_id, "target": target.target}
+        """The target (``id``, ``site_id``, ``target``) the request went to."""
+        self.target = target
 
     def responded(self, head: bytes) -> None:
-        """The response head sent to the client (its bytes, up to and without the blank line)."""
-        lines = head.split(b"\r\n")
-        try:
-            self.status = int(lines[0].split(b" ", 2)[1])
-        except (IndexError, ValueError):
-            self.status = None
-        headers = []
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if sep:
-                headers.append((name, value.strip()))
-        self.response_headers = headers
+        """The response head sent to the client, as sent."""
+        self.response = head
+        self.local = False
 
     def answered(self, response: bytes) -> None:
         """The gateway answered itself: ``response`` is the whole answer (head and body)."""
-        head, _, body = response.partition(b"\r\n\r\n")
-        self.responded(head)
-        self.bytes_out += len(body)
+        self.response = response
+        self.local = True
 
     def finish(self, bytes_in: int, ended: str = "complete") -> None:
         """Record the request: ``ended`` is "complete", "client_gone", "upstream_gone" or
         "upgraded" (a switch of protocols: its time and bytes end at the 101)."""
         inspector = self.inspector
-        now = inspector.clock()
-        inspector.record(
-            self.resource_id,
+        self.ended_at = inspector.clock()
+        self.bytes_in = bytes_in
+        self.ended = ended
+        self.id = next(inspector._ids)
+        response = self.response
+        if response is not None and len(response) > inspector.max_head_bytes:
+            self.entry()  # a large answer: format (and cap) it now rather than keep it
+        inspector.record(self.resource_id, self)
+
+    def entry(self) -> dict:
+        """The entry (made once, redacted); the references it was made from are let go."""
+        if self._entry is not None:
+            return self._entry
+        status = None
+        response_headers: list = []
+        bytes_out = self.bytes_out
+        if self.response is not None:
+            head, _, body = self.response.partition(b"\r\n\r\n")
+            status, response_headers = _parse_head(head)
+            if self.local:
+                bytes_out += len(body)
+        decision = self.decision
+        outcome = rule = None
+        if decision is not None:
+            outcome = decision.outcome
+            if decision.rule_id is not None:
+                found = next((r for r in getattr(self.policy, "rules", ()) if r.id == decision.rule_id), None)
+                rule = _rule_info(found) if found is not None else {"id": decision.rule_id, "pattern": None}
+                if outcome == "allow" and rule.get("action") == "bypass":
+                    outcome = "bypass"
+        identity = self.identity
+        target = self.target
+        entry = self.inspector.safe(
             {
-                "id": inspector.next_id(),
+                "id": str(self.id),
                 "time": iso_time(self.started),
                 "method": _text(self.method),
                 "path": self.path,
-                "status": self.status,
-                "duration_ms": round(max(0.0, now - self.started) * 1000.0, 3),
-                "bytes_in": bytes_in,
-                "bytes_out": self.bytes_out,
-                "user": self.user,
+                "status": status,
+                "duration_ms": round(max(0.0, self.ended_at - self.started) * 1000.0, 3),
+                "bytes_in": self.bytes_in,
+                "bytes_out": bytes_out,
+                "user": (identity.email or identity.user_id) if identity is not None else None,
                 "client_address": self.client_address,
-                "decision": self.decision,
-                "rule": self.rule,
-                "target": self.target,
-                "ended": ended,
+                "decision": outcome,
+                "rule": rule,
+                "target": None
+                if target is None
+                else {"id": target.id, "site_id": target.site_id, "target": target.target},
+                "ended": self.ended,
                 "request_headers": self.request_headers,
-                "response_headers": self.response_headers,
-            },
+                "response_headers": response_headers,
+            }
         )
+        self._entry = entry
+        self.request_headers = self.response = self.policy = self.identity = self.decision = None
+        return entry
