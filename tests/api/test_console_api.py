@@ -8,20 +8,33 @@ writes (:class:`kokoa.api.SessionCookieAuthenticator` over a real identity cache
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest_twisted
 from api_support import Api, assert_problem, make, org_with_site_and_resource, serving
+from treq.client import HTTPClient
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
+from twisted.web.client import Agent
 
 from kokoa import store as st
-from kokoa.api import ApiKeyAuthenticator, SessionCookieAuthenticator
+from kokoa.api import ApiKeyAuthenticator, SessionCookieAuthenticator, _schemas
 from kokoa.api._routes import ROUTES, Route
+from kokoa.api._sse import StreamLimits
 from kokoa.auth._identities import IdentityCache
+from kokoa.gateway._console import ConsoleView
+from kokoa.gateway._health import HealthBoard, HealthResult
+from kokoa.gateway._model import HTTPResource, HTTPTarget
+from kokoa.gateway._registry import TunnelRegistry
+from kokoa.gateway._tunnels import TunnelInfo
 
 CSRF = "c" * 43
 
@@ -66,6 +79,83 @@ class Console(Api):
         await make(self, f"/orgs/{org}/members", {"user_id": user.id, "role_id": roles[role]})
 
 
+class FakeTunnel:
+    """What the console reads of a tunnel: its round-trip time."""
+
+    def __init__(self, rtt: float | None) -> None:
+        self.rtt = rtt
+        self.streams: dict[int, Any] = {}
+        self.can_open_stream = True
+
+
+class FakeGateway:
+    """The gateway's parts the console view reads (a real registry and health board; the directory
+    and the tunnel handler's notes made up), with edges that connect and drop."""
+
+    def __init__(self, store: st.Store) -> None:
+        self.store = store
+        self.registry = TunnelRegistry()
+        self.health = HealthBoard()
+        self.sites: dict[str, tuple[str, str, bool]] = {}  # id -> (org, name, enabled)
+        self.info: dict[Any, TunnelInfo] = {}
+        self.http: list[HTTPResource] = []
+        self.version: int | None = None
+        self.view = ConsoleView(
+            registry=self.registry,
+            tunnels=self,
+            health=self.health,
+            directory=self,
+            store_directory=self,
+            store=lambda: store,
+            name="gw-test",
+            public_host="gw.example",
+            https_port=lambda: 8443,
+        )
+        self.health.subscribe(self.view.health_changed)
+
+    # what the view asks
+    def tunnel_info(self, tunnel: Any) -> TunnelInfo | None:
+        return self.info.get(tunnel)
+
+    def site(self, site_id: str) -> Any:
+        found = self.sites.get(site_id)
+        return None if found is None else SimpleNamespace(name=found[1], enabled=found[2])
+
+    def site_org(self, site_id: str) -> str | None:
+        found = self.sites.get(site_id)
+        return None if found is None else found[0]
+
+    def http_resources(self) -> list[HTTPResource]:
+        return list(self.http)
+
+    # what the tests do
+    async def know(self, org: str) -> None:
+        """Learn the organization's sites and HTTP resources from the store (as the directory does)."""
+        config = await self.store.run(st.load_org_config, org)
+        for site in config.sites:
+            self.sites[site.id] = (org, site.name, site.enabled)
+        for r in config.resources:
+            if r.kind == "http":
+                targets = tuple(HTTPTarget(t.id, t.site_id, t.host, t.port) for t in config.targets_of(r.id))
+                self.http.append(HTTPResource(r.id, r.name, r.hostname or "", targets=targets, org_id=org))
+        self.version = await self.store.run(st.config_version)
+        self.view.configuration_changed()
+
+    def connect(self, site_id: str, transport: str = "tls", rtt: float | None = 0.0123) -> FakeTunnel:
+        tunnel = FakeTunnel(rtt)
+        self.info[tunnel] = TunnelInfo(datetime.now(UTC), transport, "0.9.1")
+        self.registry.add(site_id, tunnel)
+        self.view.tunnels_changed(site_id)
+        return tunnel
+
+    def drop(self, site_id: str, tunnel: FakeTunnel) -> None:
+        self.registry.remove(site_id, tunnel)
+        self.info.pop(tunnel, None)
+        if not self.registry.tunnels(site_id):
+            self.health.forget(site_id)
+        self.view.tunnels_changed(site_id)
+
+
 @pytest_twisted.async_yield_fixture
 async def console(url: str) -> AsyncIterator[Console]:
     store = await st.Store.open(url, reactor)
@@ -76,9 +166,15 @@ async def console(url: str) -> AsyncIterator[Console]:
             login_origin="https://login.test",
         )
         authenticators = [ApiKeyAuthenticator(store), SessionCookieAuthenticator(store, gate)]
-        async with serving(store, key, authenticators=authenticators) as served:
+        gateway = FakeGateway(store)
+        streams = StreamLimits(reactor, max_streams=3, max_buffer=64 * 1024)
+        options = {"console": gateway.view, "streams": streams}
+        async with serving(store, key, authenticators=authenticators, **options) as served:
             served.__class__ = Console
+            served.gateway = gateway  # type: ignore[attr-defined]
+            served.streams = streams  # type: ignore[attr-defined]
             yield served  # type: ignore[misc]
+            streams.close_all()
     finally:
         await store.close()
 
@@ -171,10 +267,10 @@ async def test_owners_and_admins_read_everything_of_their_organization_only(cons
     org, _, resource = await org_with_site_and_resource(console, "Acme")
     other, other_site, other_resource = await org_with_site_and_resource(console, "Globex")
     ada = await console.user(org, "ada@example.com", "Admin")
-    reads = [r for r in ORG_ROUTES if r.method == "GET" and r.parameters == ["org"]]
+    reads = [r for r in ORG_ROUTES if r.method == "GET" and r.parameters == ["org"] and not r.stream]
     for route in reads:
         mine = await console.as_user(ada, "GET", _path_of(route, org))
-        assert mine.status in (200, 503), (route.path, mine.raw)  # 503: no gateway behind this API
+        assert mine.status == 200, (route.path, mine.raw)
         theirs = await console.as_user(ada, "GET", _path_of(route, other))
         assert assert_problem(theirs, 403)["detail"] == "you are not a member of this organization"
     # another organization's objects under one's own organization are not found
@@ -237,12 +333,12 @@ async def test_the_launcher_lists_what_the_policy_engine_lets_the_user_open(cons
         "id": mine,
         "name": "mine",
         "kind": "http",
-        "url": "https://mine.acme.example/app",
+        "url": "https://mine.acme.example:8443/app",
         "public": False,
     }
-    assert by_name["open"]["public"] is True and by_name["team"]["url"] == "https://team.acme.example/"
+    assert by_name["open"]["public"] is True and by_name["team"]["url"] == "https://team.acme.example:8443/"
     assert by_name["wild"]["url"] is None
-    assert by_name["ssh"]["address"] == "127.0.0.1:2222" and by_name["ssh"]["public"] is True
+    assert by_name["ssh"]["address"] == "gw.example:2222" and by_name["ssh"]["public"] is True
     assert ssh["id"] == by_name["ssh"]["id"]
     # an Admin sees every enabled resource of the organization; a user of two organizations both
     ada = await console.user(org, "ada@example.com", "Admin")
@@ -268,3 +364,382 @@ async def test_the_launcher_of_api_keys(console):
     plain = await console.create_key(org, ["read"])
     assert (await console.get("/me/resources", key=plain)).json == {"items": []}
     assert (await console.get("/me/resources")).json == {"items": []}  # the instance key is nobody
+
+
+# -- Server-Sent Events: a client that reads them -------------------------------------------------------
+
+
+class EventReader(Protocol):
+    """Reads a text/event-stream body: each event as (event, data, id), and the comments."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.events: list[tuple[str, Any, str | None]] = []
+        self.comments: list[str] = []
+        self.raw = b""
+        self.ended: Deferred[None] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.raw += data
+        self.buffer += data
+        while b"\n\n" in self.buffer:
+            block, self.buffer = self.buffer.split(b"\n\n", 1)
+            fields: dict[str, str] = {}
+            for line in block.decode("utf-8").split("\n"):
+                if line.startswith(":"):
+                    self.comments.append(line[1:].strip())
+                    continue
+                name, _, value = line.partition(": ")
+                fields[name] = value
+            if "data" in fields:
+                self.events.append(
+                    (fields.get("event", "message"), json.loads(fields["data"]), fields.get("id"))
+                )
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not self.ended.called:
+            self.ended.callback(None)
+
+    async def next(self, name: str, *, within: float = 5.0, after: int = 0) -> Any:
+        """The data of the first event ``name`` at or after index ``after``, waiting up to ``within``."""
+        deadline = reactor.seconds() + within
+        while True:
+            for event, data, _ in self.events[after:]:
+                if event == name:
+                    return data
+            if reactor.seconds() > deadline:
+                raise AssertionError(f"no {name!r} event within {within}s; got {self.events}")
+            await deferLater(reactor, 0.01)
+
+    def close(self) -> None:
+        self.transport.stopProducing()  # type: ignore[attr-defined]
+
+
+async def open_events(api: Console, path: str, user: User | None = None, key: str | None = None) -> Any:
+    """GET ``path`` as a stream (its own connection): (status, headers, reader or the problem)."""
+    headers = user.headers(csrf=False) if user is not None else {}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    client = HTTPClient(Agent(reactor))
+    response = await client.get(api.base + "/api/v1" + path, headers={k: [v] for k, v in headers.items()})
+    if response.code != 200:
+        return response.code, response.headers, json.loads(await response.content())
+    reader = EventReader()
+    response.deliverBody(reader)
+    return response.code, response.headers, reader
+
+
+async def eventually(predicate: Any, what: str, within: float = 5.0) -> None:
+    deadline = reactor.seconds() + within
+    while not predicate():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await deferLater(reactor, 0.01)
+
+
+# -- the overview -----------------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_overview_shows_tunnels_health_the_last_hour_and_signins(console):
+    org, site, wiki = await org_with_site_and_resource(console, "Acme")
+    idle = await make(console, f"/orgs/{org}/sites", {"name": "idle"})
+    ssh = await make(console, f"/orgs/{org}/resources", {"name": "ssh", "kind": "tcp", "public_port": 2222})
+    target = await make(
+        console,
+        f"/orgs/{org}/resources/{wiki}/targets",
+        {"site_id": site, "host": "10.0.0.5", "port": 8080, "health_check": {"enabled": True}},
+    )
+    unchecked = await make(
+        console,
+        f"/orgs/{org}/resources/{wiki}/targets",
+        {"site_id": site, "host": "::1", "port": 80},
+    )
+    ada = await console.user(org, "ada@example.com", "Admin")
+    gateway = console.gateway
+    await gateway.know(org)
+    gateway.connect(site, "tls", 0.0123)
+    gateway.connect(site, "wss", None)
+    gateway.health.report(site, [HealthResult(target["id"], False, "connection refused")])
+    other, other_site, other_wiki = await org_with_site_and_resource(console, "Globex")
+    now = datetime.now(UTC)
+    rows = [
+        {"kind": "request", "outcome": "allow", "org_id": org, "resource_id": wiki, "count": 40},
+        {"kind": "request", "outcome": "deny", "org_id": org, "resource_id": wiki, "reason": "rule 1"},
+        {"kind": "request", "outcome": "authenticate", "org_id": org, "resource_id": wiki},
+        {"kind": "connect", "outcome": "allow", "org_id": org, "resource_id": ssh["id"]},
+        {
+            "kind": "request",
+            "outcome": "deny",
+            "org_id": org,
+            "resource_id": wiki,
+            "at": now - timedelta(hours=2),
+        },
+        {"kind": "request", "outcome": "allow", "org_id": other, "resource_id": other_wiki, "count": 7},
+        {
+            "kind": "signin",
+            "outcome": "success",
+            "user_id": ada.id,
+            "subject": ada.email,
+            "reason": "password",
+        },
+        {
+            "kind": "signin",
+            "outcome": "failure",
+            "subject": "ADA@example.com",
+            "reason": "wrong email or password",
+        },
+        {"kind": "signin", "outcome": "failure", "subject": "eve@elsewhere.example", "reason": "wrong"},
+        {"kind": "signin", "outcome": "success", "org_id": other, "reason": "resource password"},
+    ]
+    await console.store.run(st.append_access, [{"reason": "", **row} for row in rows])
+    answer = await console.as_user(ada, "GET", f"/orgs/{org}/overview")
+    assert answer.status == 200, answer.raw
+    overview = answer.json
+    sites = {s["name"]: s for s in overview["sites"]}
+    assert sites["idle"] == {
+        "id": idle["site"]["id"],
+        "name": "idle",
+        "enabled": True,
+        "online": False,
+        "tunnels": [],
+    }
+    home = sites["home"]
+    assert home["online"] is True and [t["transport"] for t in home["tunnels"]] == ["tls", "wss"]
+    first = home["tunnels"][0]
+    assert first["gateway"] == "gw-test" and first["rtt_ms"] == 12.3 and first["edge_version"] == "0.9.1"
+    assert datetime.fromisoformat(first["since"]) <= datetime.now(UTC)
+    assert home["tunnels"][1]["rtt_ms"] is None
+    resources = {r["name"]: r for r in overview["resources"]}
+    assert resources["ssh"] == {
+        "id": ssh["id"],
+        "name": "ssh",
+        "kind": "tcp",
+        "enabled": True,
+        "listen": 2222,
+        "targets": [],
+    }
+    assert resources["wiki"]["hostname"] == "wiki.acme.example" and resources["wiki"]["path_prefix"] == "/"
+    targets = {t["id"]: t for t in resources["wiki"]["targets"]}
+    assert targets[target["id"]] == {
+        "id": target["id"],
+        "site_id": site,
+        "target": "10.0.0.5:8080",
+        "enabled": True,
+        "online": True,
+        "healthy": False,
+        "detail": "connection refused",
+    }
+    assert targets[unchecked["id"]]["target"] == "[::1]:80" and targets[unchecked["id"]]["healthy"] is None
+    assert overview["last_hour"] == {
+        "requests": 43,
+        "denials": 1,
+        "by_resource": sorted(
+            [
+                {"resource_id": wiki, "requests": 42, "denials": 1},
+                {"resource_id": ssh["id"], "requests": 1, "denials": 0},
+            ],
+            key=lambda item: item["resource_id"],
+        ),
+    }
+    signins = overview["signins"]
+    assert [(s["outcome"], s["subject"]) for s in signins] == [
+        ("failure", "ADA@example.com"),
+        ("success", "ada@example.com"),
+    ]
+    assert signins[0]["id"] > signins[1]["id"] and signins[0]["kind"] == "signin"
+    # another organization's overview is refused; ids of another organization appear nowhere
+    assert_problem(await console.as_user(ada, "GET", f"/orgs/{other}/overview"), 403)
+    assert other_site not in answer.raw.decode() and other_wiki not in answer.raw.decode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_a_gateway_the_live_routes_answer_503(api):
+    org, _, _ = await org_with_site_and_resource(api, "Acme")
+    for path in (f"/orgs/{org}/overview", f"/orgs/{org}/events"):
+        problem = assert_problem(await api.get(path), 503)
+        assert problem["detail"] == "not available on this listener: there is no gateway behind it"
+
+
+# -- live events ------------------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_stream_the_overview_then_edges_health_changes_and_access(console):
+    org, site, wiki = await org_with_site_and_resource(console, "Acme")
+    target = await make(
+        console,
+        f"/orgs/{org}/resources/{wiki}/targets",
+        {"site_id": site, "host": "10.0.0.5", "port": 8080, "health_check": {"enabled": True}},
+    )
+    other, other_site, _ = await org_with_site_and_resource(console, "Globex")
+    ada = await console.user(org, "ada@example.com", "Admin")
+    gateway = console.gateway
+    await gateway.know(org)
+    await gateway.know(other)
+    status, headers, events = await open_events(console, f"/orgs/{org}/events", ada)
+    assert status == 200
+    assert headers.getRawHeaders(b"content-type") == [b"text/event-stream; charset=utf-8"]
+    assert headers.getRawHeaders(b"cache-control") == [b"no-store"]
+    assert headers.getRawHeaders(b"x-accel-buffering") == [b"no"]
+    first = await events.next("overview")
+    assert [s["id"] for s in first["sites"]] == [site] and first["sites"][0]["online"] is False
+    assert events.raw.startswith(b"retry: 2000\n\n")
+    # an edge connects, then drops: each is on the stream at once (well within a second)
+    began = reactor.seconds()
+    tunnel = gateway.connect(site, "wss")
+    up = await events.next("site", within=1.0)
+    assert up["id"] == site and up["online"] is True and up["tunnels"][0]["transport"] == "wss"
+    gateway.health.report(site, [HealthResult(target["id"], False, "timeout")])
+    health = await events.next("health", within=1.0)
+    assert health == {
+        "resource_id": wiki,
+        "id": target["id"],
+        "site_id": site,
+        "target": "10.0.0.5:8080",
+        "online": True,
+        "healthy": False,
+        "detail": "timeout",
+    }
+    seen = len(events.events)
+    gateway.drop(site, tunnel)
+    down = await events.next("site", within=1.0, after=seen)
+    assert down == {"id": site, "name": "home", "enabled": True, "online": False, "tunnels": []}
+    assert (await events.next("health", after=seen))["healthy"] is None  # nobody vouches for it now
+    assert reactor.seconds() - began < 1.0
+    # the organization's configuration changes
+    made = await make(console, f"/orgs/{org}/sites", {"name": "branch"})
+    await gateway.know(org)
+    changed = await events.next("changed")
+    assert changed == {"kind": "site", "id": made["site"]["id"], "op": "create"}
+    # access log rows, rendered as the access-log API renders them
+    gateway.view.access_row(
+        {
+            "at": datetime.now(UTC),
+            "org_id": org,
+            "resource_id": wiki,
+            "kind": "request",
+            "outcome": "deny",
+            "reason": "denied by rule 1",
+            "path": "/admin",
+            "count": 1,
+        }
+    )
+    access = await events.next("access")
+    assert access["outcome"] == "deny" and access["path"] == "/admin" and access["id"] is None
+    assert set(access) == set(_schemas.SCHEMAS["AccessEntry"]["properties"])
+    # another organization's events never reach this stream
+    seen = len(events.events)
+    gateway.connect(other_site)
+    gateway.view.access_row({"org_id": other, "kind": "request", "outcome": "deny", "reason": "x"})
+    await make(console, f"/orgs/{other}/sites", {"name": "theirs"})
+    await gateway.know(other)
+    await deferLater(reactor, 0.2)
+    assert events.events[seen:] == []
+    ids = [int(i) for _, _, i in events.events if i is not None]
+    assert ids == sorted(ids) and len(ids) == len(events.events) - 1  # all but the overview have ids
+    events.close()
+    await eventually(lambda: not console.streams.open, "the stream to end on the server")
+    assert gateway.view.events.watchers() == 0  # unsubscribed
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_are_for_owners_and_admins_of_the_organization(console):
+    org, _, _ = await org_with_site_and_resource(console, "Acme")
+    other, _, _ = await org_with_site_and_resource(console, "Globex")
+    mel = await console.user(org, "mel@example.com", "Member")
+    ada = await console.user(other, "ada@example.com", "Admin")
+    status, _, problem = await open_events(console, f"/orgs/{org}/events", mel)
+    assert status == 403 and "(Member)" in problem["detail"]
+    status, _, problem = await open_events(console, f"/orgs/{org}/events", ada)
+    assert status == 403 and problem["detail"] == "you are not a member of this organization"
+    status, _, _ = await open_events(console, f"/orgs/{org}/events")
+    assert status == 401
+    key = await console.create_key(other, ["read"])
+    status, _, problem = await open_events(console, f"/orgs/{org}/events", key=key)
+    assert status == 403
+    status, _, problem = await open_events(console, "/orgs/org_doesnotexist/events", key=console.key)
+    assert status == 404
+    assert not console.streams.open and console.gateway.view.events.watchers() == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_at_most_max_streams_are_open_and_the_next_gets_503_with_retry_after(console):
+    org, _, _ = await org_with_site_and_resource(console, "Acme")
+    ada = await console.user(org, "ada@example.com", "Admin")
+    readers = []
+    for _ in range(console.streams.max_streams):
+        status, _, reader = await open_events(console, f"/orgs/{org}/events", ada)
+        assert status == 200
+        await reader.next("overview")
+        readers.append(reader)
+    status, headers, problem = await open_events(console, f"/orgs/{org}/events", ada)
+    assert status == 503 and headers.getRawHeaders(b"retry-after") == [b"5"]
+    assert "at most 3" in problem["detail"] and "max_streams" in problem["detail"]
+    assert console.gateway.view.events.watchers() == 3  # the refused one never subscribed
+    readers.pop().close()
+    await eventually(lambda: len(console.streams.open) == 2, "a stream to close")
+    status, _, reader = await open_events(console, f"/orgs/{org}/events", ada)
+    assert status == 200
+    readers.append(reader)
+    # the gateway stops: every stream ends (the browsers would reconnect elsewhere)
+    console.streams.close_all()
+    for reader in readers:
+        await reader.ended
+    status, _, problem = await open_events(console, f"/orgs/{org}/events", ada)
+    assert status == 503 and problem["detail"] == "the gateway is stopping"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_does_not_read_is_cut_off_past_max_buffer(console):
+    org, _, _ = await org_with_site_and_resource(console, "Acme")
+    ada = await console.user(org, "ada@example.com", "Admin")
+    await console.gateway.know(org)
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.setblocking(False)
+    try:
+        try:
+            slow.connect(("127.0.0.1", console.port))
+        except BlockingIOError:
+            pass
+        await deferLater(reactor, 0.05)
+        cookies = ada.headers(csrf=False)["Cookie"]
+        slow.send(f"GET /api/v1/orgs/{org}/events HTTP/1.1\r\nHost: x\r\nCookie: {cookies}\r\n\r\n".encode())
+        await eventually(lambda: console.gateway.view.events.watchers() == 1, "the stream to open")
+        big = {"note": "x" * 4000}
+        for _ in range(2000):  # 8 MB of events, never read
+            console.gateway.view.events.publish(org, "site", big)
+            if not console.streams.open:
+                break
+        await eventually(lambda: console.streams.overflows == 1, "the stream to be cut off")
+        assert not console.streams.open and console.gateway.view.events.watchers() == 0
+
+        def closed() -> bool:
+            try:
+                while slow.recv(65536):
+                    pass
+                return True  # end of stream
+            except BlockingIOError:
+                return False
+            except ConnectionResetError:
+                return True
+
+        await eventually(closed, "the connection to be dropped")
+    finally:
+        slow.close()
+    # the others are not affected
+    status, _, reader = await open_events(console, f"/orgs/{org}/events", ada)
+    assert status == 200
+    await reader.next("overview")
+    reader.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_keepalive_comment_every_interval(console):
+    org, _, _ = await org_with_site_and_resource(console, "Acme")
+    ada = await console.user(org, "ada@example.com", "Admin")
+    console.streams.keepalive = 0.1
+    _, _, reader = await open_events(console, f"/orgs/{org}/events", ada)
+    await eventually(lambda: reader.comments.count("keepalive") >= 2, "two keepalives", within=3)
+    reader.close()

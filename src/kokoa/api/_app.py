@@ -42,6 +42,7 @@ from ._problems import (
 )
 from ._routes import ROUTES, Route
 from ._schemas import SCHEMAS
+from ._sse import Stream, StreamLimits
 
 #: Request bodies above this many bytes are refused (413) unless told otherwise.
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -113,9 +114,11 @@ class AdminAPI:
         max_body: int = DEFAULT_MAX_BODY,
         authenticators: Sequence[Authenticator] | None = None,
         console: Any = None,
+        streams: StreamLimits | None = None,
     ) -> None:
         self.services = Services(store, status, port_available, console)
         self.reactor = reactor
+        self.streams = streams if streams is not None else StreamLimits(reactor)
         self.max_body = max_body
         self.authenticators = (
             list(authenticators) if authenticators is not None else [ApiKeyAuthenticator(store)]
@@ -133,6 +136,8 @@ class AdminAPI:
             reply = await self._handle(route, request, params)
             if route.handler is None:  # the OpenAPI document
                 return _respond(request, 200, _JSON, self.openapi)
+            if isinstance(reply, Stream):  # Server-Sent Events, until the client goes or we stop
+                return await self.streams.serve(request, reply)
             return render_reply(request, reply)
         except CancelledError:
             raise  # the client went away: nothing to answer
@@ -145,7 +150,7 @@ class AdminAPI:
             _log.failure("Admin API: {method} {path} failed", method=route.method, path=route.path)
             return render_problem(request, internal_error())
 
-    async def _handle(self, route: Route, request: IRequest, params: dict[str, str]) -> Reply:
+    async def _handle(self, route: Route, request: IRequest, params: dict[str, str]) -> Reply | Stream:
         principal = None
         if route.auth:
             principal = await authenticate(self.authenticators, request)
@@ -222,6 +227,7 @@ def make_api_resource(
     max_body: int = DEFAULT_MAX_BODY,
     authenticators: Sequence[Authenticator] | None = None,
     console: Any = None,
+    streams: StreamLimits | None = None,
 ) -> IResource:
     """The admin API (``/api/v1/...``) over ``store``, as a Klein resource to serve at the root of a
     :class:`CappedSite` with the same ``max_body``.
@@ -229,7 +235,8 @@ def make_api_resource(
     ``status()`` gives the gateway's live status (``GET /api/v1/status``); ``port_available(kind,
     port)`` says whether a TCP or UDP resource could listen on ``port`` on this gateway; both are
     called on the reactor thread. ``authenticators`` default to API keys only. ``console`` is the
-    gateway's live view for the console's routes (see :class:`~kokoa.api._call.Services`).
+    gateway's live view for the console's routes (see :class:`~kokoa.api._call.Services`);
+    ``streams`` bounds its event streams (share one between the listeners of a gateway).
     """
     api = AdminAPI(
         store,
@@ -239,5 +246,6 @@ def make_api_resource(
         max_body=max_body,
         authenticators=authenticators,
         console=console,
+        streams=streams,
     )
     return api.resource()

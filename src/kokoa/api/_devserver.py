@@ -5,7 +5,7 @@ With ``--key-file`` it creates an instance-wide API key (scope ``*``) and writes
 (mode 0600). When it listens it prints one JSON line to stdout, ``{"port": N}``, and serves until
 it is stopped (SIGINT or SIGTERM), logging warnings and errors to stderr. The status it shows and
 the ports it calls free are made up: there is no gateway here (a TCP/UDP resource may only not use
-the API's own port).
+the API's own port), and the console's live routes see a gateway without tunnels.
 """
 
 from __future__ import annotations
@@ -51,12 +51,15 @@ async def serve(reactor: Any, options: argparse.Namespace) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(key)
     own_port: list[int] = []
+    from kokoa.gateway._console import idle_view
+
     resource = make_api_resource(
         store,
         reactor,
         status=lambda: {"gateway": "devserver", "sites": {}, "resources": []},
         port_available=lambda kind, port: port not in own_port,
         max_body=options.max_body,
+        console=idle_view(store),
     )
     endpoint = serverFromString(reactor, f"tcp:{options.port}:interface={options.interface}")
     listening = await endpoint.listen(CappedSite(resource, max_body=options.max_body))

@@ -41,6 +41,13 @@ that creates them, and never again.
 """
 
 
+STREAM_DESCRIPTION = """\
+Server-Sent Events until the client goes or the gateway stops: `event:` names the event, `data:` is
+one line of JSON, `id:` increases; a `: keepalive` comment every 15 seconds. A client that falls more
+than the gateway's buffer behind is disconnected (browsers reconnect by themselves). 503 with
+Retry-After when the gateway holds as many streams as it allows."""
+
+
 def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description,
@@ -136,6 +143,9 @@ def _operation(route: Route) -> dict[str, Any]:
     success: dict[str, Any] = {"description": "OK" if route.status == 200 else "Created"}
     if route.status == 204:
         success["description"] = "Done"
+    elif route.stream:
+        success["description"] = STREAM_DESCRIPTION
+        success["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
     else:
         schema = ref(route.response) if route.response else {"type": "object"}
         success["content"] = {"application/json": {"schema": schema}}

@@ -7,6 +7,7 @@ Nothing here writes: these routes read the store, and the gateway's memory throu
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -16,6 +17,8 @@ from kokoa.policy import Identity, PolicySet
 
 from ._auth import WRITER_ROLES, Principal
 from ._call import Call, Reply, ok
+from ._problems import unavailable
+from ._sse import Event, Push, Stream
 
 
 def _all_organizations(conn: Connection) -> list[st.Organization]:
@@ -181,3 +184,115 @@ async def list_my_resources(call: Call) -> Reply:
         return _launcher(conn, user_id, orgs, call.source_address, public_host, https_port)
 
     return ok({"items": await call.store.run(tx)})
+
+
+# -- the organization's live picture ------------------------------------------------------------------
+
+#: How far back the overview counts requests and denials.
+LAST_HOUR = timedelta(hours=1)
+#: How many sign-ins the overview shows.
+SIGNINS = 10
+
+
+def view_of(call: Call) -> Any:
+    """The gateway's live view, or 503 where this API serves without one."""
+    view = call.services.console
+    if view is None:
+        raise unavailable("not available on this listener: there is no gateway behind it")
+    return view
+
+
+def _target_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def overview(
+    view: Any,
+    config: st.OrgConfig,
+    totals: list[tuple[str | None, str, int]],
+    signins: list[st.AccessEntry],
+) -> dict[str, Any]:
+    """The overview of an organization: its store configuration, with the live state of this gateway."""
+    sites = [view.site(site.id, site.name, site.enabled) for site in config.sites]
+    resources = []
+    for resource in config.resources:
+        entry: dict[str, Any] = {
+            "id": resource.id,
+            "name": resource.name,
+            "kind": resource.kind,
+            "enabled": resource.enabled,
+        }
+        if resource.kind == "http":
+            entry["hostname"] = resource.hostname
+            entry["path_prefix"] = resource.path_prefix
+        else:
+            entry["listen"] = resource.public_port
+        checked = resource.kind == "http"
+        entry["targets"] = [
+            {
+                "id": target.id,
+                "site_id": target.site_id,
+                "target": _target_address(target.host, target.port),
+                "enabled": target.enabled,
+                **view.target(target.site_id, target.id, checked and target.health_check.enabled),
+            }
+            for target in config.targets_of(resource.id)
+        ]
+        resources.append(entry)
+    by_resource: dict[str | None, dict[str, int]] = {}
+    for resource_id, outcome, number in totals:
+        counts = by_resource.setdefault(resource_id, {"requests": 0, "denials": 0})
+        counts["requests"] += number
+        if outcome == "deny":
+            counts["denials"] += number
+    return {
+        "sites": sites,
+        "resources": resources,
+        "last_hour": {
+            "requests": sum(c["requests"] for c in by_resource.values()),
+            "denials": sum(c["denials"] for c in by_resource.values()),
+            "by_resource": [
+                {"resource_id": resource_id, **counts}
+                for resource_id, counts in sorted(by_resource.items(), key=lambda item: item[0] or "")
+            ],
+        },
+        "signins": [st.jsonable(entry) for entry in signins],
+    }
+
+
+async def _overview(call: Call, view: Any, org_id: str) -> dict[str, Any]:
+    since = datetime.now(UTC) - LAST_HOUR
+
+    def tx(conn: Connection) -> tuple[st.OrgConfig, list[tuple[str | None, str, int]], list[st.AccessEntry]]:
+        st.get_organization(conn, org_id)
+        return (
+            st.load_org_config(conn, org_id),
+            st.access_totals(conn, org_id, since),
+            st.recent_signins(conn, org_id, SIGNINS),
+        )
+
+    config, totals, signins = await call.store.run(tx)
+    return overview(view, config, totals, signins)
+
+
+async def get_overview(call: Call) -> Reply:
+    """The organization's sites with their tunnels to this gateway, its resources with the state of
+    their targets, the last hour's requests and denials, and its latest sign-ins."""
+    view = view_of(call)
+    return ok(await _overview(call, view, call.params["org"]))
+
+
+async def org_events(call: Call) -> Stream:
+    """The organization's live events (Server-Sent Events): first ``overview`` (as GET .../overview),
+    then ``site``, ``health``, ``changed`` and ``access`` as they happen."""
+    view = view_of(call)
+    org_id = call.params["org"]
+    await call.store.run(st.get_organization, org_id)  # 404 for an unknown one, before streaming
+
+    def subscribe(push: Push) -> Any:
+        return view.events.subscribe(org_id, lambda event: push(event.name, event.data, str(event.id)))
+
+    async def backlog() -> list[Event]:
+        return [Event("overview", await _overview(call, view, org_id))]
+
+    return Stream(subscribe, backlog)

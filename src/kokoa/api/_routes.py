@@ -20,8 +20,9 @@ from . import _ops_console as console
 from . import _ops_identity as identity
 from ._call import Call, Reply
 from ._schemas import CURSOR, DATETIME, LIMIT, string
+from ._sse import Stream
 
-Handler = Callable[[Call], Awaitable[Reply]]
+Handler = Callable[[Call], Awaitable[Reply | Stream]]
 
 PAGE: Mapping[str, Any] = {"limit": LIMIT, "cursor": CURSOR}
 KIND: Mapping[str, Any] = {"type": "string", "enum": list(RESOURCE_KINDS)}
@@ -65,6 +66,8 @@ class Route:
     auth: bool = True
     #: Console users whose role in the organization is not Owner or Admin (Members) may call it too.
     members: bool = False
+    #: It answers with Server-Sent Events (text/event-stream) until the client goes (see ._sse).
+    stream: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -233,6 +236,13 @@ ROUTES: tuple[Route, ...] = (
           response="ApiKey"),
     Route("DELETE", ORG + "/api-keys/{key}", identity.delete_api_key, "Delete an API key", "api-keys",
           status=204),
+    # the console: the organization's live picture
+    Route("GET", ORG + "/overview", console.get_overview,
+          "The organization's sites and tunnels, resources and targets' health, last hour, sign-ins",
+          "console", response="Overview"),
+    Route("GET", ORG + "/events", console.org_events,
+          "The organization's live events (Server-Sent Events): overview, then site, health, changed, "
+          "access", "console", stream=True),
     # the audit log
     Route("GET", ORG + "/audit", identity.list_org_audit, "The organization's audit log", "audit",
           response="AuditEntryPage", query=AUDIT_QUERY),

@@ -628,6 +628,83 @@ SCHEMAS: dict[str, JSON] = {
         },
         ("org_id", "org_name", "id", "name", "kind", "public"),
     ),
+    "OverviewTunnel": output(
+        {
+            "gateway": {"type": "string", "description": "the gateway the tunnel ends at (its name)"},
+            "transport": {"type": "string", "enum": ["tls", "wss"]},
+            "rtt_ms": {
+                "type": ["number", "null"],
+                "description": "the last ping's round trip; null: none",
+            },
+            "since": nullable(DATETIME),
+            "edge_version": {"type": ["string", "null"], "description": "as the edge's HELLO said"},
+        }
+    ),
+    "OverviewSite": output(
+        {
+            "id": ID,
+            "name": NAME,
+            "enabled": BOOLEAN,
+            "online": {**BOOLEAN, "description": "it has a tunnel up to this gateway"},
+            "tunnels": {"type": "array", "items": ref("OverviewTunnel")},
+        }
+    ),
+    "OverviewTarget": output(
+        {
+            "id": ID,
+            "site_id": ID,
+            "target": {"type": "string", "description": "host:port, seen from the site"},
+            "enabled": BOOLEAN,
+            "online": {**BOOLEAN, "description": "its site has a tunnel up to this gateway"},
+            "healthy": {
+                "type": ["boolean", "null"],
+                "description": "its edge's last health report; null: unknown, or no health check",
+            },
+            "detail": {"type": ["string", "null"], "description": "why, as the edge said"},
+        }
+    ),
+    "OverviewResource": obj(
+        {
+            "id": ID,
+            "name": NAME,
+            "kind": {"type": "string", "enum": list(RESOURCE_KINDS)},
+            "enabled": BOOLEAN,
+            "hostname": {"type": "string", "description": "HTTP resources"},
+            "path_prefix": {"type": "string", "description": "HTTP resources"},
+            "listen": {"type": ["integer", "null"], "description": "TCP and UDP resources: the public port"},
+            "targets": {"type": "array", "items": ref("OverviewTarget")},
+        },
+        ("id", "name", "kind", "enabled", "targets"),
+    ),
+    "Overview": output(
+        {
+            "sites": {"type": "array", "items": ref("OverviewSite")},
+            "resources": {"type": "array", "items": ref("OverviewResource")},
+            "last_hour": output(
+                {
+                    "requests": {"type": "integer", "minimum": 0},
+                    "denials": {"type": "integer", "minimum": 0},
+                    "by_resource": {
+                        "type": "array",
+                        "items": output(
+                            {
+                                "resource_id": {"type": ["string", "null"]},
+                                "requests": {"type": "integer", "minimum": 0},
+                                "denials": {"type": "integer", "minimum": 0},
+                            }
+                        ),
+                    },
+                },
+                description="requests (HTTP requests and TCP connections) and denials of the last hour",
+            ),
+            "signins": {
+                "type": "array",
+                "items": ref("AccessEntry"),
+                "description": "the latest sign-ins of the organization's members and to its resources",
+            },
+        },
+        description="The organization now: live state from this gateway's memory, the rest from the store.",
+    ),
     "LauncherPage": output(
         {"items": {"type": "array", "items": ref("LauncherEntry")}},
         description="Every resource the caller may open (not paginated).",

@@ -5,6 +5,10 @@ alike (same resource, user, client address, rule and reason) within one flush ar
 number and the first one's method and path: an audit trail of who reached what, without a database
 write per request. The buffer is bounded: beyond ``max_pending`` rows, decisions are counted, dropped,
 and the count is logged at the next flush. Old rows are deleted after the retention period.
+
+An ``observer`` (the console's live events) sees each row as it is noted: refusals and sign-in events
+at once, allowed requests at each flush tick (every second), aggregated, with the number since the
+last tick as their ``count``. Without an observer nothing of this runs.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ class AccessRecorder:
         self.written = 0
         self._flushing = False
         self._loops: list[task.LoopingCall] = []
+        #: Called with a copy of each row as it is noted (see the module's docstring), or None.
+        self.observer: Callable[[dict[str, Any]], None] | None = None
+        self._shown: dict[tuple, int] = {}  # allowed rows' counts already given to the observer
 
     def start(self, flush_interval: float = FLUSH_INTERVAL) -> None:
         for interval, fn in ((flush_interval, self.flush), (PRUNE_INTERVAL, self.prune)):
@@ -103,6 +110,8 @@ class AccessRecorder:
             self._allowed[key] = row
         else:
             self._rows.append(row)
+            if self.observer is not None:
+                self._observe(row, 1)
 
     def allowed_again(
         self, resource_id: str, user_id: str | None, client_address: str, decision: Any
@@ -115,14 +124,35 @@ class AccessRecorder:
         row["count"] += 1
         return True
 
+    def _observe(self, row: dict[str, Any], count: int) -> None:
+        assert self.observer is not None
+        try:
+            self.observer({**row, "count": count})
+        except Exception:  # a watcher must never break the access log
+            log.failure("an access log observer failed")
+
+    def show_allowed(self) -> None:
+        """Give the observer the allowed requests noted since the last call (one row per kind of
+        request, with how many there were since)."""
+        if self.observer is None:
+            self._shown.clear()
+            return
+        for key, row in list(self._allowed.items()):
+            new = row["count"] - self._shown.get(key, 0)
+            if new > 0:
+                self._shown[key] = row["count"]
+                self._observe(row, new)
+
     def flush(self) -> Any:
         """Write what is buffered (one transaction); returns the Deferred of the write, or None."""
+        self.show_allowed()
         store = self._store()
         if store is None or self._flushing or not len(self):
             self._report_dropped()
             return None
         rows = self._rows + list(self._allowed.values())
         self._rows, self._allowed = [], {}
+        self._shown.clear()
         rows.sort(key=lambda row: row["at"])
         batch, rest = rows[:MAX_BATCH], rows[MAX_BATCH:]
         self._rows = rest  # a huge backlog drains over several flushes

@@ -22,6 +22,7 @@ from kokoa.secrets import PREFIX
 from kokoa.tunnel import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT
 from kokoa.wire import Limits
 
+from ._console import ConsoleSettings, parse_console
 from ._model import SITE_ID, Site, TCPResource
 from ._tunnels import DEFAULT_MAX_TUNNELS_PER_SITE
 
@@ -58,6 +59,7 @@ _TOP_KEYS = {
     "certificate",
     "acme",
     "auth",
+    "console",
 }
 
 
@@ -86,6 +88,7 @@ class GatewayConfig:
     certificates: list[tuple[Path, Path]] = field(default_factory=list)  # (cert, key) PEM files
     acme: dict | None = None  # AcmeSettings fields; None: no ACME
     auth: AuthSettings = field(default_factory=AuthSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     sites: list[Site] = field(default_factory=list)
     resources: list[TCPResource] = field(default_factory=list)
 
@@ -149,6 +152,8 @@ def load_gateway_config(path: str | Path | None) -> GatewayConfig:
         config.acme = _parse_acme(raw["acme"], base, f"{where} [acme]")
     if "auth" in raw:
         config.auth = parse_auth(raw["auth"], base, f"{where} [auth]")
+    if "console" in raw:
+        config.console = parse_console(raw["console"], f"{where} [console]")
     config.sites = _parse_sites(raw.get("sites", []), where)
     config.resources = _parse_resources(raw.get("resources", []), config.sites, where)
     return config

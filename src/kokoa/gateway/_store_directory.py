@@ -230,6 +230,11 @@ class StoreSiteDirectory:
     def site(self, site_id: str) -> Site | None:
         return self._sites.get(site_id)
 
+    def site_org(self, site_id: str) -> str | None:
+        """The organization of a site of the store (None: unknown here)."""
+        credentials = self._credentials.get(site_id)
+        return None if credentials is None else credentials.org_id
+
     def accepts_hash(self, site_id: str, secret_hash: str) -> bool:
         c = self._credentials.get(site_id)
         if c is None or not c.enabled:

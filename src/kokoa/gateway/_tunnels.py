@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -45,6 +47,33 @@ def health_check_message(target: HTTPTarget) -> dict:
     }
 
 
+#: Longest edge version kept from a HELLO.
+MAX_EDGE_VERSION = 64
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelInfo:
+    """What the gateway notes about a tunnel when it is up: since when, over what (``tls`` or
+    ``wss``), and the edge's version as its HELLO said (None if it did not)."""
+
+    since: datetime
+    transport: str
+    edge_version: str | None
+
+
+def _transport_of(tunnel: TunnelProtocol) -> str:
+    from kokoa.transports._adapter import WebSocketStreamTransport
+
+    return "wss" if isinstance(getattr(tunnel, "transport", None), WebSocketStreamTransport) else "tls"
+
+
+def _edge_version(hello: dict) -> str | None:
+    version = hello.get("edge_version")
+    if not isinstance(version, str) or not version:
+        return None
+    return "".join(c for c in version[:MAX_EDGE_VERSION] if c.isprintable())
+
+
 def _encoded_size(message: dict) -> int:
     return len(json.dumps(message, separators=(",", ":"), sort_keys=True).encode())
 
@@ -69,7 +98,10 @@ class GatewayTunnelHandler:
         self.health = health if health is not None else HealthBoard()
         #: Called with (site id, online) when a site's first tunnel comes or its last goes.
         self.on_presence: Callable[[str, bool], None] | None = None
+        #: Called with the site id whenever one of its tunnels comes up or goes (after the registry).
+        self.on_tunnels_changed: Callable[[str], None] | None = None
         self._site_of: dict[TunnelProtocol, str] = {}
+        self._info_of: dict[TunnelProtocol, TunnelInfo] = {}
         self._secret_hash_of: dict[TunnelProtocol, str] = {}
 
     def hello_received(self, tunnel: TunnelProtocol, hello: dict) -> dict:
@@ -114,9 +146,11 @@ class GatewayTunnelHandler:
 
     def tunnel_ready(self, tunnel: TunnelProtocol, info: dict) -> None:
         site_id = self._site_of[tunnel]
+        self._info_of[tunnel] = TunnelInfo(datetime.now(UTC), _transport_of(tunnel), _edge_version(info))
         self.registry.add(site_id, tunnel)
         if len(self.registry.tunnels(site_id)) == 1 and self.on_presence is not None:
             self.on_presence(site_id, True)
+        self._tunnels_changed(site_id)
         self.log.info(
             "edge connected: {peer}, edge version {version}, {n} tunnel(s) for this site",
             peer=tunnel.peer_name,
@@ -172,9 +206,22 @@ class GatewayTunnelHandler:
                     checks[target.id] = health_check_message(target)
         return {site_id: [checks[k] for k in sorted(checks)] for site_id, checks in by_site.items()}
 
+    def tunnel_info(self, tunnel: TunnelProtocol) -> TunnelInfo | None:
+        """What was noted when the tunnel came up (None for one that is not up)."""
+        return self._info_of.get(tunnel)
+
+    def _tunnels_changed(self, site_id: str) -> None:
+        if self.on_tunnels_changed is None:
+            return
+        try:
+            self.on_tunnels_changed(site_id)
+        except Exception:  # the console's events must never break a tunnel
+            self.log.failure("a tunnel subscriber failed")
+
     def tunnel_lost(self, tunnel: TunnelProtocol, code: int, message: str) -> None:
         site_id = self._site_of.pop(tunnel, None)
         self._secret_hash_of.pop(tunnel, None)
+        was_up = self._info_of.pop(tunnel, None) is not None
         if site_id is None:
             return
         self.registry.remove(site_id, tunnel)
@@ -182,6 +229,8 @@ class GatewayTunnelHandler:
             self.health.forget(site_id)  # nobody vouches for these states any more
             if self.on_presence is not None:
                 self.on_presence(site_id, False)
+        if was_up:
+            self._tunnels_changed(site_id)
         self.log.info(
             "edge disconnected: {peer} ({code}: {message}); {n} tunnel(s) left for this site",
             peer=tunnel.peer_name,

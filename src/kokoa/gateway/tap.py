@@ -373,6 +373,49 @@ def _access_gate(config: GatewayConfig, front, store_service: StoreService, reac
     return gate
 
 
+def _console(config: GatewayConfig, handler, store_directory, store_service, front, gate):
+    """What the console's API routes see of this gateway, fed with its tunnels, health, configuration
+    changes and access log; and the bounds of its event streams (``[console]``)."""
+    from kokoa.api._sse import StreamLimits
+
+    from ._console import ConsoleView
+    from ._events import EventHub
+
+    first_name = config.hostnames[0] if config.hostnames else None
+    view = ConsoleView(
+        registry=handler.registry,
+        tunnels=handler,
+        health=handler.health,
+        directory=handler.directory,
+        store_directory=store_directory,
+        store=lambda: store_service.store,
+        events=EventHub(),
+        front=front,
+        name=first_name,
+        public_host=first_name or gate.login_host,
+        https_port=lambda: gate.https_port,
+    )
+    handler.on_tunnels_changed = view.tunnels_changed
+    handler.health.subscribe(view.health_changed)
+    gate.recorder.observer = view.access_row
+    settings = config.console
+    streams = StreamLimits(
+        store_service.reactor, max_streams=settings.max_streams, max_buffer=settings.max_buffer
+    )
+    return view, streams
+
+
+class ConsoleStreamsService(service.Service):
+    """Ends the console's open event streams when the gateway stops."""
+
+    def __init__(self, streams) -> None:
+        self.streams = streams
+
+    def stopService(self):
+        super().stopService()
+        self.streams.close_all()
+
+
 def _behind_proxy(config: GatewayConfig, factory, reactor):
     """With ``[auth] proxy_protocol``, the HTTP(S) listeners take a PROXY protocol header (v1 or v2)
     from the ``trusted_proxies`` first, and refuse every other peer."""
@@ -487,6 +530,8 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
 
     front = HTTPFront(directory, registry, reactor, config.http_front, health=handler.health)
     gate = _access_gate(config, front, store_service, reactor)
+    console, streams = _console(config, handler, store_directory, store_service, front, gate)
+    ConsoleStreamsService(streams).setServiceParent(top)
     for description in config.tunnel:
         listen("tunnel", description, transports.tls_server_factory(factory, creds))
     for description in config.tunnel_ws:
@@ -503,6 +548,8 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
         options = {
             "status": lambda: status_snapshot(directory, registry, front),
             "port_available": lambda kind, port: port_available(kind, port, config.resource_interface),
+            "console": console,
+            "streams": streams,
         }
         if api_root is not None:
             api_root.attach(store, reactor, **options)
@@ -540,6 +587,10 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
             handler.configuration_changed()
         finally:
             tcp.reconcile()
+            try:
+                console.configuration_changed()
+            except Exception:  # the console's events must not stop a configuration change
+                log.failure("the console's view of the configuration change failed")
 
     directory.subscribe(configuration_changed)
     revalidation = internet.TimerService(REVALIDATE_INTERVAL, handler.revalidate)

@@ -46,7 +46,19 @@ from ._access import (
     list_rules,
     update_rule,
 )
-from ._access_log import ACCESS_KINDS, ACCESS_OUTCOMES, AccessEntry, append_access, list_access, prune_access
+from ._access_log import (
+    ACCESS_KINDS,
+    ACCESS_OUTCOMES,
+    REQUEST_KINDS,
+    AccessEntry,
+    access_series,
+    access_totals,
+    append_access,
+    list_access,
+    prune_access,
+    recent_signins,
+    unwritten_entry,
+)
 from ._audit import AuditEntry, append_audit, jsonable, list_audit
 from ._common import DEFAULT_LIMIT, MAX_LIMIT, NOTIFY_CHANNEL, UNSET, Change, Page, Unset, new_id
 from ._console import OrgConfig, load_org_config
@@ -207,6 +219,7 @@ __all__ = [
     "OWNER",
     "PIN_LENGTHS",
     "POSTGRES_THREADS",
+    "REQUEST_KINDS",
     "RESOURCE_KINDS",
     "RULE_ACTIONS",
     "SECRET_GRACE_PERIOD",
@@ -245,6 +258,8 @@ __all__ = [
     "Target",
     "Unset",
     "User",
+    "access_series",
+    "access_totals",
     "add_member",
     "append_access",
     "append_audit",
@@ -332,6 +347,7 @@ __all__ = [
     "prune_access",
     "prune_changes",
     "prune_sessions",
+    "recent_signins",
     "redeem_auth_code",
     "redeem_share_link",
     "redeem_user_token",
@@ -350,6 +366,7 @@ __all__ = [
     "token_hash",
     "totp_secret_of",
     "touch_sessions",
+    "unwritten_entry",
     "update_api_key",
     "update_organization",
     "update_resource",

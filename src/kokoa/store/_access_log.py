@@ -12,7 +12,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, String, delete, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    Row,
+    String,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+)
 
 from . import _schema as s
 from . import _validate as v
@@ -177,3 +191,89 @@ def prune_access(conn: Connection, before: datetime) -> int:
     """Delete the rows from before ``before``; returns how many."""
     a = s.access_log
     return conn.execute(delete(a).where(a.c.at < v.aware(before, "before"))).rowcount
+
+
+# -- figures for the console -----------------------------------------------------------------------------
+
+#: The kinds of rows that are requests to resources (HTTP requests, TCP connections).
+REQUEST_KINDS = ("request", "connect")
+
+
+def _epoch_bucket(conn: Connection, bucket_seconds: int) -> Any:
+    """The SQL of a row's bucket number: whole seconds since the epoch of ``at``, divided by
+    ``bucket_seconds`` and rounded down (SQLite keeps naive UTC text, PostgreSQL timestamptz)."""
+    at = s.access_log.c.at
+    if conn.dialect.name == "sqlite":
+        seconds = cast(func.strftime("%s", at), Integer)
+        return cast(seconds / bucket_seconds, Integer)  # integers: SQLite divides whole
+    return cast(func.floor(func.extract("epoch", at) / bucket_seconds), BigInteger)
+
+
+def access_totals(conn: Connection, org_id: str, since: datetime) -> list[tuple[str | None, str, int]]:
+    """(resource id, outcome, number of requests) of the organization's requests and connections at or
+    after ``since`` (aggregated rows count for their ``count``)."""
+    a = s.access_log
+    query = (
+        select(a.c.resource_id, a.c.outcome, func.sum(a.c.count))
+        .where(a.c.org_id == org_id, a.c.kind.in_(REQUEST_KINDS), a.c.at >= v.aware(since, "since"))
+        .group_by(a.c.resource_id, a.c.outcome)
+    )
+    return [(r[0], r[1], int(r[2] or 0)) for r in conn.execute(query)]
+
+
+def access_series(
+    conn: Connection, org_id: str, since: datetime, until: datetime, bucket_seconds: int
+) -> list[tuple[str | None, int, int, int]]:
+    """(resource id, bucket number, allowed, denied) of the organization's requests and connections in
+    ``[since, until)``, per bucket of ``bucket_seconds`` counted from the epoch (bucket ``n`` starts at
+    ``n * bucket_seconds``), by resource then time; buckets without rows are left out. Requests sent to
+    sign in (``authenticate``) are neither allowed nor denied."""
+    if isinstance(bucket_seconds, bool) or not isinstance(bucket_seconds, int) or bucket_seconds < 1:
+        raise Invalid("bucket", "must be a whole number of seconds, at least 1")
+    a = s.access_log
+    bucket = _epoch_bucket(conn, bucket_seconds).label("bucket")
+    allowed = func.sum(case((a.c.outcome == "allow", a.c.count), else_=0))
+    denied = func.sum(case((a.c.outcome == "deny", a.c.count), else_=0))
+    query = (
+        select(a.c.resource_id, bucket, allowed, denied)
+        .where(
+            a.c.org_id == org_id,
+            a.c.kind.in_(REQUEST_KINDS),
+            a.c.at >= v.aware(since, "since"),
+            a.c.at < v.aware(until, "until"),
+        )
+        .group_by(a.c.resource_id, bucket)
+        .order_by(a.c.resource_id, bucket)
+    )
+    return [(r[0], int(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in conn.execute(query)]
+
+
+def recent_signins(conn: Connection, org_id: str, limit: int = 10) -> list[AccessEntry]:
+    """The latest sign-in rows that concern the organization, newest first: those written for it (its
+    resources' own passwords, PINs, codes) and its members' own sign-ins to the login host (by user id,
+    or, for an attempt that named an account without getting in, by its email address)."""
+    check_limit(limit)
+    a, m, u = s.access_log, s.memberships, s.users
+    members = select(m.c.user_id).where(m.c.org_id == org_id)
+    emails = select(u.c.email).where(u.c.id.in_(members))
+    query = (
+        select(a)
+        .where(
+            a.c.kind == "signin",
+            or_(
+                a.c.org_id == org_id,
+                and_(a.c.org_id.is_(None), a.c.user_id.in_(members)),
+                and_(a.c.org_id.is_(None), a.c.user_id.is_(None), func.lower(a.c.subject).in_(emails)),
+            ),
+        )
+        .order_by(a.c.id.desc())
+        .limit(limit)
+    )
+    return [_entry(r) for r in conn.execute(query)]
+
+
+def unwritten_entry(entry: Mapping[str, Any]) -> AccessEntry:
+    """A row not written yet (the gateway's buffer holds it) as :func:`list_access` will give it once
+    written: checked and clipped as :func:`append_access` does, with ``id`` None. Raises Invalid."""
+    row = _row(entry, 0, resolve_now(None))
+    return AccessEntry(id=None, **row)  # type: ignore[arg-type]
