@@ -743,3 +743,116 @@ async def test_a_keepalive_comment_every_interval(console):
     _, _, reader = await open_events(console, f"/orgs/{org}/events", ada)
     await eventually(lambda: reader.comments.count("keepalive") >= 2, "two keepalives", within=3)
     reader.close()
+
+
+# -- which rule decides a request ------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_rule_tester_decides_as_the_gateway_with_the_current_rules(console):
+    org, _, wiki = await org_with_site_and_resource(console, "Acme")
+    ada = await console.user(org, "ada@example.com", "Admin")
+    rules = f"/orgs/{org}/resources/{wiki}/rules"
+    deny = await make(console, rules, {"priority": 10, "action": "deny", "path": "/admin"})
+    bypass = await make(console, rules, {"priority": 20, "action": "bypass", "path": "/public"})
+    office = await make(
+        console, rules, {"priority": 30, "action": "allow", "cidr": "10.0.0.0/8", "method": "POST"}
+    )
+    await make(console, rules, {"priority": 40, "action": "deny", "path": "/off", "enabled": False})
+    test = f"{rules}/test"
+
+    async def decide(method: str, path: str, address: str = "192.0.2.7") -> dict[str, Any]:
+        body = {"method": method, "path": path, "client_address": address}
+        answer = await console.as_user(ada, "POST", test, body)
+        assert answer.status == 200, answer.raw
+        return answer.json
+
+    denied = await decide("GET", "/admin/users")
+    assert denied["decision"] == "deny" and denied["rule"]["id"] == deny["id"] and denied["rule"] == deny
+    assert "denied by rule 10" in denied["reason"]
+    # the router's normalization and the engine's folding, exactly as for a real request
+    for sneaky in ("/ADMIN", "/x/../admin", "/%61dmin", "/admin.", "/public/..%2Fadmin"):
+        assert (await decide("GET", sneaky))["decision"] == "deny", sneaky
+    assert (await decide("GET", "/public/x?y=1"))["decision"] == "bypass"
+    assert (await decide("GET", "/PUBLIC/x"))["decision"] == "authenticate"  # bypass never folds
+    posted = await decide("post", "/form", "10.1.2.3")
+    assert posted["decision"] == "authenticate" and posted["rule"]["id"] == office["id"]
+    default = await decide("GET", "/off")  # a disabled rule does not count
+    assert default == {
+        "decision": "authenticate",
+        "rule": None,
+        "reason": "no rule matches and the resource is not public: signing in is required",
+    }
+    assert (await decide("GET", "/.kokoa/auth/start"))["decision"] == "internal"
+    # changes apply at once: the tester reads the store, not a copy
+    await console.patch(f"{rules}/{deny['id']}", {"enabled": False})
+    await console.patch(f"/orgs/{org}/resources/{wiki}", {"public": True})
+    assert (await decide("GET", "/admin"))["decision"] == "allow"
+    # a resource under a prefix; a TCP resource (a connection: no one can sign in on a raw port)
+    app = await make(
+        console,
+        f"/orgs/{org}/resources",
+        {"name": "app", "kind": "http", "hostname": "app.acme.example", "path_prefix": "/app"},
+    )
+    outside = (
+        await console.as_user(
+            ada,
+            "POST",
+            f"/orgs/{org}/resources/{app['id']}/rules/test",
+            {"method": "GET", "path": "/other", "client_address": "::1"},
+        )
+    ).json
+    assert outside["decision"] == "not_routed" and outside["rule"] is None
+    ssh = await make(
+        console,
+        f"/orgs/{org}/resources",
+        {"name": "ssh", "kind": "tcp", "public_port": 2222, "public": False},
+    )
+    tcp = (
+        await console.as_user(
+            ada,
+            "POST",
+            f"/orgs/{org}/resources/{ssh['id']}/rules/test",
+            {"method": "GET", "path": "/", "client_address": "::ffff:10.0.0.1"},
+        )
+    ).json
+    assert tcp["decision"] == "deny" and "raw TCP port cannot sign anyone in" in tcp["reason"]
+    assert bypass
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_rule_tester_refuses_bad_input_other_orgs_members_and_missing_csrf(console):
+    org, _, wiki = await org_with_site_and_resource(console, "Acme")
+    other, _, theirs = await org_with_site_and_resource(console, "Globex")
+    ada = await console.user(org, "ada@example.com", "Admin")
+    mel = await console.user(org, "mel@example.com", "Member")
+    test = f"/orgs/{org}/resources/{wiki}/rules/test"
+    good = {"method": "GET", "path": "/", "client_address": "192.0.2.1"}
+    for bad, field in (
+        ({**good, "method": "GE T"}, "method"),
+        ({**good, "method": ""}, "method"),
+        ({**good, "method": "X" * 33}, "method"),
+        ({**good, "path": "admin"}, "path"),
+        ({**good, "path": "/" + "a" * 2000}, "path"),
+        ({**good, "path": "/é"}, "path"),
+        ({**good, "path": "/a%zz"}, "path"),
+        ({**good, "path": "/a#frag"}, "path"),
+        ({**good, "client_address": "10.0.0.0/8"}, "client_address"),
+        ({**good, "client_address": "localhost"}, "client_address"),
+        ({**good, "client_address": "1.2.3.4\x00"}, "client_address"),
+        ({"method": "GET", "path": "/"}, "client_address"),
+        ({**good, "extra": 1}, "extra"),
+    ):
+        answer = await console.as_user(ada, "POST", test, bad)
+        assert field in assert_problem(answer, 422)["detail"] or field in answer.fields, (bad, answer.raw)
+    assert_problem(await console.as_user(ada, "POST", test, good, csrf=False), 403)
+    assert_problem(await console.as_user(mel, "POST", test, good), 403)
+    assert_problem(
+        await console.as_user(ada, "POST", f"/orgs/{other}/resources/{theirs}/rules/test", good), 403
+    )
+    # another organization's resource under one's own organization is not found
+    assert_problem(
+        await console.as_user(ada, "POST", f"/orgs/{org}/resources/{theirs}/rules/test", good), 404
+    )
+    # GET .../rules/test is the rule named "test" (none)
+    assert_problem(await console.as_user(ada, "GET", test), 404)

@@ -17,7 +17,7 @@ from kokoa.policy import Identity, PolicySet
 
 from ._auth import WRITER_ROLES, Principal
 from ._call import Call, Reply, ok
-from ._problems import unavailable
+from ._problems import FieldError, invalid, unavailable
 from ._sse import Event, Push, Stream
 
 
@@ -296,3 +296,82 @@ async def org_events(call: Call) -> Stream:
         return [Event("overview", await _overview(call, view, org_id))]
 
     return Stream(subscribe, backlog)
+
+
+# -- which rule decides a request -------------------------------------------------------------------
+
+
+def _decide_request(
+    config: st.OrgConfig, resource: st.Resource, method: str, path: str, client_address: str
+) -> dict[str, Any]:
+    """What the gateway decides for an anonymous request (``method`` ``path`` from ``client_address``)
+    to ``resource``, with the store's current rules, grants and public flag: the router's one
+    routing decision, then the policy engine (:meth:`PolicySet.decide_route`), as the HTTP front and
+    the gate do; for a TCP or UDP resource, the gate's decision for a connection."""
+    from kokoa.auth._gate import connection_decision
+    from kokoa.gateway._store_directory import _http_resource
+    from kokoa.http._front import INTERNAL_PREFIX
+    from kokoa.http._router import BadTarget, Router, normalize_target
+
+    rules = [rule for rule in config.rules if rule.resource_id == resource.id]
+    policies = PolicySet.build(
+        rules,
+        [grant for grant in config.grants if grant.resource_id == resource.id],
+        [resource.id] if resource.public else [],
+        resources=[resource.id],
+    )
+    if resource.kind != "http":
+        decision = connection_decision(policies, resource.id, client_address)
+    else:
+        try:
+            target = normalize_target(path.encode("ascii"))
+        except (BadTarget, UnicodeError) as e:
+            raise invalid([FieldError("path", f"the gateway refuses this request target: {e}")]) from None
+        hostname = resource.hostname or ""
+        host = "test." + hostname[2:] if hostname.startswith("*.") else hostname
+        if target.path.startswith(INTERNAL_PREFIX):
+            return {
+                "decision": "internal",
+                "rule": None,
+                "reason": f"the gateway answers {INTERNAL_PREFIX}... paths itself (signing in, share "
+                "links): no rule applies",
+            }
+        http_resource = _http_resource(resource, config.targets_of(resource.id))
+        if not http_resource.enabled:  # the tester decides as if it were enabled
+            import dataclasses
+
+            http_resource = dataclasses.replace(http_resource, enabled=True)
+        route = Router([http_resource]).route(host, target)
+        if route is None:
+            return {
+                "decision": "not_routed",
+                "rule": None,
+                "reason": f"{target.match_path} is not under the resource's path prefix "
+                f"{resource.path_prefix}: the gateway does not send it to this resource",
+            }
+        decision = policies.decide_route(route, method, client_address, None)
+    rule = next((r for r in rules if r.id == decision.rule_id), None) if decision.rule_id else None
+    outcome = decision.outcome
+    if outcome == "allow" and rule is not None and rule.action == "bypass":
+        outcome = "bypass"
+    return {"decision": outcome, "rule": st.jsonable(rule), "reason": decision.reason}
+
+
+async def test_rules(call: Call) -> Reply:
+    """Which rule decides a request to the resource (and what it decides), for an anonymous visitor."""
+    import ipaddress
+
+    org_id, resource_id, body = call.params["org"], call.params["resource"], call.body
+    try:
+        ipaddress.ip_address(body["client_address"])
+    except ValueError:
+        raise invalid([FieldError("client_address", "must be an IPv4 or IPv6 address")]) from None
+
+    def tx(conn: Connection) -> dict[str, Any]:
+        resource = st.get_resource(conn, resource_id)
+        if resource.org_id != org_id:
+            raise st.NotFound("resource", resource_id)
+        config = st.load_org_config(conn, org_id)
+        return _decide_request(config, resource, body["method"], body["path"], body["client_address"])
+
+    return ok(await call.store.run(tx))

@@ -202,6 +202,9 @@ ROUTES: tuple[Route, ...] = (
           response="Rule", body="RuleUpdate"),
     Route("DELETE", RES + "/rules/{rule}", config.delete_rule, "Delete a rule", "access",
           status=204),
+    Route("POST", RES + "/rules/test", console.test_rules,
+          "Which rule decides a request (method, path, client address), by the gateway's policy engine",
+          "access", response="RuleTestResult", body="RuleTest"),
     # share links
     Route("GET", RES + "/share-links", access.list_share_links, "List a resource's share links",
           "share-links", response="ShareLinkPage", query=PAGE),

@@ -711,6 +711,37 @@ SCHEMAS: dict[str, JSON] = {
     ),
 }
 
+SCHEMAS["RuleTest"] = obj(
+    {
+        "method": string(
+            32, pattern="^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", description="an HTTP method, such as GET"
+        ),
+        "path": string(
+            PATH_LENGTH, pattern="^/", description="the request target as sent: /path, maybe with ?query"
+        ),
+        "client_address": string(64, description="the client's IP address (v4 or v6)"),
+    },
+    ("method", "path", "client_address"),
+    description="A request to try against the resource's rules (for an anonymous visitor).",
+)
+SCHEMAS["RuleTestResult"] = output(
+    {
+        "decision": {
+            "type": "string",
+            "enum": ["allow", "deny", "authenticate", "bypass", "not_routed", "internal"],
+            "description": "allow, deny, authenticate (sent to sign in), bypass (let through by a bypass "
+            "rule); not_routed: the path is not under the resource's prefix; internal: the gateway "
+            "answers the path itself",
+        },
+        "rule": {
+            **SCHEMAS["Rule"],
+            "type": ["object", "null"],
+            "description": "the rule that decided; null: the resource's default",
+        },
+        "reason": {"type": "string", "description": "why, as the access log would say it"},
+    }
+)
+
 for _item in ("Organization", "Role", "Membership", "User", "Site", "Resource", "Target", "Grant", "Rule"):
     SCHEMAS[f"{_item}Page"] = page_schema(_item)
 SCHEMAS["ApiKeyPage"] = page_schema("ApiKey")

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from kokoa.http._client_address import TrustedProxies
 from kokoa.http._errors import wants_html
 from kokoa.http._messages import cookie_value
-from kokoa.policy import Identity, PolicySet
+from kokoa.policy import Decision, Identity, PolicySet
 from kokoa.store import new_token, token_hash
 
 from ._identities import API_KEY, SESSION, SHARE, IdentityCache, Resolved
@@ -288,11 +288,8 @@ class AccessGate:
     def check_connection(self, resource: Any, client_ip: str) -> bool:
         """Whether a TCP connection to a resource's public port may go on: its address rules and
         whether it is public decide (a port cannot ask anyone to sign in: ``kokoa connect`` can)."""
-        decision = self.policies.decide(resource.id, None, None, client_ip, None)
-        outcome = decision.outcome
-        reason = decision.reason
-        if outcome == "authenticate":
-            outcome, reason = "deny", f"{reason} (a raw TCP port cannot sign anyone in)"
+        decision = connection_decision(self.policies, resource.id, client_ip)
+        outcome, reason = decision.outcome, decision.reason
         self.recorder.record(
             "connect",
             outcome,
@@ -514,6 +511,15 @@ class AccessGate:
         return store.run(touch_sessions, used).addErrback(
             lambda f: log.warn("cannot record session use: {why}", why=f.getErrorMessage())
         )
+
+
+def connection_decision(policies: PolicySet, resource_id: str, client_ip: str) -> Decision:
+    """The decision for a TCP connection to a resource's public port: its address rules and whether
+    it is public (a port cannot ask anyone to sign in, so "authenticate" is a denial)."""
+    decision = policies.decide(resource_id, None, None, client_ip, None)
+    if decision.outcome == "authenticate":
+        return Decision("deny", f"{decision.reason} (a raw TCP port cannot sign anyone in)", decision.rule_id)
+    return decision
 
 
 def _user_agent(head: Any) -> str | None:
