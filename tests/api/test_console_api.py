@@ -856,3 +856,103 @@ async def test_the_rule_tester_refuses_bad_input_other_orgs_members_and_missing_
     )
     # GET .../rules/test is the rule named "test" (none)
     assert_problem(await console.as_user(ada, "GET", test), 404)
+
+
+# -- access stats ------------------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_access_stats_sum_allowed_and_denied_per_resource_and_bucket(console):
+    org, _, wiki = await org_with_site_and_resource(console, "Acme")
+    ssh = await make(console, f"/orgs/{org}/resources", {"name": "ssh", "kind": "tcp", "public_port": 2222})
+    gone = await make(console, f"/orgs/{org}/resources", {"name": "gone", "kind": "tcp", "public_port": 2223})
+    other, _, theirs = await org_with_site_and_resource(console, "Globex")
+    ada = await console.user(org, "ada@example.com", "Admin")
+    base = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)  # a multiple of 300 seconds since the epoch
+    seconds = timedelta(seconds=1)
+
+    def row(resource: str, outcome: str, at: int, count: int = 1, kind: str = "request", org_id: str = org):
+        return {
+            "kind": kind,
+            "outcome": outcome,
+            "reason": "",
+            "org_id": org_id,
+            "resource_id": resource,
+            "at": base + at * seconds,
+            "count": count,
+        }
+
+    await console.store.run(
+        st.append_access,
+        [
+            row(wiki, "allow", 10, 5),
+            row(wiki, "deny", 20),
+            row(wiki, "deny", 299),
+            row(wiki, "allow", 310, 2),
+            row(wiki, "authenticate", 320),  # neither allowed nor denied
+            row(ssh["id"], "allow", 30, kind="connect"),
+            row(gone["id"], "deny", 40, kind="connect"),
+            row(wiki, "allow", -1),  # before since
+            row(wiki, "allow", 3600),  # at until: excluded
+            row(theirs, "allow", 50, 9, org_id=other),  # another organization's
+            {"kind": "signin", "outcome": "success", "reason": "", "org_id": org, "at": base + 60 * seconds},
+        ],
+    )
+    await console.delete(f"/orgs/{org}/resources/{gone['id']}")
+    since, until = base.isoformat(), (base + 3600 * seconds).isoformat()
+    query = f"since={since.replace('+00:00', 'Z')}&until={until.replace('+00:00', 'Z')}"
+    answer = await console.as_user(ada, "GET", f"/orgs/{org}/access-stats?{query}")
+    assert answer.status == 200, answer.raw
+    five = (base + 300 * seconds).isoformat()
+    assert answer.json == {
+        "bucket_seconds": 300,
+        "series": [
+            {"resource_id": ssh["id"], "name": "ssh", "points": [[base.isoformat(), 1, 0]]},
+            {"resource_id": wiki, "name": "wiki", "points": [[base.isoformat(), 5, 2], [five, 2, 0]]},
+            {"resource_id": gone["id"], "name": None, "points": [[base.isoformat(), 0, 1]]},
+        ],
+    }
+    hourly = await console.as_user(ada, "GET", f"/orgs/{org}/access-stats?{query}&bucket=3600")
+    wiki_points = next(s["points"] for s in hourly.json["series"] if s["resource_id"] == wiki)
+    assert hourly.json["bucket_seconds"] == 3600 and wiki_points == [[base.isoformat(), 7, 2]]
+    # the defaults: the last hour, 5-minute buckets (nothing there yet)
+    assert (await console.as_user(ada, "GET", f"/orgs/{org}/access-stats")).json == {
+        "bucket_seconds": 300,
+        "series": [],
+    }
+
+
+@pytest_twisted.ensureDeferred
+async def test_access_stats_refuse_odd_and_huge_queries(console):
+    org, _, _ = await org_with_site_and_resource(console, "Acme")
+    other, _, _ = await org_with_site_and_resource(console, "Globex")
+    ada = await console.user(org, "ada@example.com", "Admin")
+    mel = await console.user(org, "mel@example.com", "Member")
+    stats = f"/orgs/{org}/access-stats"
+    for query, field in (
+        ("bucket=59", "bucket"),
+        ("bucket=86401", "bucket"),
+        ("bucket=abc", "bucket"),
+        ("bucket=1.5", "bucket"),
+        ("bucket=99999999999999999999999", "bucket"),
+        ("bucket=-300", "bucket"),
+        ("bucket=60&since=2030-01-01T00:00:00Z&until=2030-01-02T00:00:00Z", "bucket"),  # 1440 buckets
+        ("since=0001-01-01T00:00:00Z&until=9999-12-31T23:59:59Z&bucket=86400", "since"),
+        ("since=1969-12-31T23:00:00Z&until=1970-01-01T01:00:00Z", "since"),
+        ("since=2030-01-02T00:00:00Z&until=2030-01-01T00:00:00Z", "since"),
+        ("since=2030-01-01T00:00:00Z&until=2030-01-01T00:00:00Z", "since"),
+        ("since=yesterday", "since"),
+        ("since=2030-13-01T00:00:00Z", "since"),
+        ("until=2030-01-01T00:00:00", "until"),  # no offset
+        ("since=%00", "since"),
+        ("until=" + "9" * 5000, "until"),
+    ):
+        answer = await console.as_user(ada, "GET", f"{stats}?{query}")
+        problem = assert_problem(answer, 422)
+        assert field in answer.fields or problem["detail"].startswith(field), (query, answer.raw)
+    far = await console.as_user(
+        ada, "GET", f"{stats}?since=9999-12-31T00:00:00Z&until=9999-12-31T23:59:59Z&bucket=86400"
+    )
+    assert far.status == 200 and far.json["series"] == []
+    assert_problem(await console.as_user(mel, "GET", stats), 403)
+    assert_problem(await console.as_user(ada, "GET", f"/orgs/{other}/access-stats"), 403)

@@ -375,3 +375,67 @@ async def test_rules(call: Call) -> Reply:
         return _decide_request(config, resource, body["method"], body["path"], body["client_address"])
 
     return ok(await call.store.run(tx))
+
+
+# -- requests and denials over time -------------------------------------------------------------------
+
+#: The most buckets one answer of access-stats holds.
+MAX_BUCKETS = 500
+DEFAULT_BUCKET = 300
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def access_stats(call: Call) -> Reply:
+    """Allowed and denied requests (and TCP connections) per resource, per bucket of time, summed in
+    SQL over the access log; buckets are aligned on multiples of ``bucket`` seconds since the epoch and
+    only those with requests are listed."""
+    org_id = call.params["org"]
+    bucket: int = call.query.get("bucket", DEFAULT_BUCKET)
+    now = datetime.now(UTC)
+    until: datetime = call.query.get("until") or now
+    since: datetime = call.query.get("since") or until - LAST_HOUR
+    if since < _EPOCH:
+        raise invalid([FieldError("since", "must be after 1970-01-01T00:00:00Z")])
+    if since >= until:
+        raise invalid([FieldError("since", "must be before until")])
+    first = int((since - _EPOCH).total_seconds()) // bucket
+    last = -(-int((until - _EPOCH).total_seconds()) // bucket)
+    if last - first > MAX_BUCKETS:
+        raise invalid(
+            [
+                FieldError(
+                    "bucket",
+                    f"since to until is {last - first} buckets of {bucket} seconds; at most {MAX_BUCKETS}: "
+                    "take larger buckets or a shorter time",
+                )
+            ]
+        )
+
+    def tx(conn: Connection) -> tuple[dict[str, str], list[tuple[str | None, int, int, int]]]:
+        st.get_organization(conn, org_id)
+        names: dict[str, str] = {}
+        cursor = None
+        while True:
+            page = st.list_resources(conn, org_id=org_id, limit=st.MAX_LIMIT, cursor=cursor)
+            names.update((r.id, r.name) for r in page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return names, st.access_series(conn, org_id, since, until, bucket)
+
+    names, rows = await call.store.run(tx)
+    series: dict[str | None, dict[str, Any]] = {}
+    for resource_id, number, allowed, denied in rows:
+        entry = series.get(resource_id)
+        if entry is None:
+            entry = series[resource_id] = {
+                "resource_id": resource_id,
+                "name": names.get(resource_id) if resource_id is not None else None,
+                "points": [],
+            }
+        at = (_EPOCH + timedelta(seconds=number * bucket)).isoformat()
+        entry["points"].append([at, allowed, denied])
+    ordered = sorted(
+        series.values(), key=lambda e: (e["name"] is None, e["name"] or "", e["resource_id"] or "")
+    )
+    return ok({"bucket_seconds": bucket, "series": ordered})

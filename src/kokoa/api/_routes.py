@@ -47,6 +47,17 @@ ACCESS_QUERY: Mapping[str, Any] = {
     **PAGE,
 }
 
+STATS_QUERY: Mapping[str, Any] = {
+    "since": {**DATETIME, "description": "from this time (default: an hour before until)"},
+    "until": {**DATETIME, "description": "to this time, excluded (default: now)"},
+    "bucket": {
+        "type": "integer",
+        "minimum": 60,
+        "maximum": 86400,
+        "description": "seconds per point (default 300); at most 500 points from since to until",
+    },
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -246,6 +257,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", ORG + "/events", console.org_events,
           "The organization's live events (Server-Sent Events): overview, then site, health, changed, "
           "access", "console", stream=True),
+    Route("GET", ORG + "/access-stats", console.access_stats,
+          "Allowed and denied requests per resource over time (buckets summed from the access log)",
+          "access-log", response="AccessStats", query=STATS_QUERY),
     # the audit log
     Route("GET", ORG + "/audit", identity.list_org_audit, "The organization's audit log", "audit",
           response="AuditEntryPage", query=AUDIT_QUERY),

@@ -742,6 +742,29 @@ SCHEMAS["RuleTestResult"] = output(
     }
 )
 
+SCHEMAS["AccessStats"] = output(
+    {
+        "bucket_seconds": integer(60, 86400),
+        "series": {
+            "type": "array",
+            "items": output(
+                {
+                    "resource_id": {"type": ["string", "null"]},
+                    "name": {"type": ["string", "null"], "description": "null: the resource is gone"},
+                    "points": {
+                        "type": "array",
+                        "description": "[start of the bucket, allowed, denied], in time order; buckets "
+                        "without requests are left out",
+                        "items": {"type": "array", "minItems": 3, "maxItems": 3},
+                    },
+                }
+            ),
+        },
+    },
+    description="Requests (and TCP connections) per resource over time. Requests sent to sign in are "
+    "neither allowed nor denied.",
+)
+
 for _item in ("Organization", "Role", "Membership", "User", "Site", "Resource", "Target", "Grant", "Rule"):
     SCHEMAS[f"{_item}Page"] = page_schema(_item)
 SCHEMAS["ApiKeyPage"] = page_schema("ApiKey")
