@@ -35,6 +35,7 @@ from kokoa.gateway._health import HealthBoard, HealthResult
 from kokoa.gateway._model import HTTPResource, HTTPTarget
 from kokoa.gateway._registry import TunnelRegistry
 from kokoa.gateway._tunnels import TunnelInfo
+from kokoa.http._inspector import Inspector
 
 CSRF = "c" * 43
 
@@ -110,6 +111,7 @@ class FakeGateway:
             name="gw-test",
             public_host="gw.example",
             https_port=lambda: 8443,
+            front=SimpleNamespace(inspector=Inspector(max_watchers=2, max_rate=0)),
         )
         self.health.subscribe(self.view.health_changed)
 
@@ -956,3 +958,84 @@ async def test_access_stats_refuse_odd_and_huge_queries(console):
     assert far.status == 200 and far.json["series"] == []
     assert_problem(await console.as_user(mel, "GET", stats), 403)
     assert_problem(await console.as_user(ada, "GET", f"/orgs/{other}/access-stats"), 403)
+
+
+# -- the request inspector ---------------------------------------------------------------------------------
+
+
+def _request(path: str, status: int = 200) -> dict[str, Any]:
+    return {
+        "time": "2030-01-01T00:00:00.000Z",
+        "method": "GET",
+        "path": path,
+        "status": status,
+        "duration_ms": 1.5,
+        "bytes_in": 0,
+        "bytes_out": 12,
+        "user": "ada@example.com",
+        "client_address": "192.0.2.1",
+        "decision": "allow",
+        "rule": None,
+        "target": None,
+        "request_headers": [["cookie", "__Host-kokoa_session=secret"], ["accept", "*/*"]],
+        "response_headers": [["content-type", "text/plain"]],
+    }
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_inspector_streams_the_ring_then_each_request_and_stops_watching(console):
+    org, _, wiki = await org_with_site_and_resource(console, "Acme")
+    ada = await console.user(org, "ada@example.com", "Admin")
+    inspector = console.gateway.view.inspector
+    path = f"/orgs/{org}/resources/{wiki}/inspect"
+    inspector.record(wiki, _request("/before"))  # nobody watches: not kept
+    status, headers, first = await open_events(console, path, ada)
+    assert status == 200 and headers.getRawHeaders(b"content-type") == [b"text/event-stream; charset=utf-8"]
+    await eventually(lambda: inspector.watching(wiki), "the watch")
+    inspector.record(wiki, _request("/one"))
+    one = await first.next("request")
+    assert one["path"] == "/one" and one["status"] == 200
+    assert one["request_headers"] == [["cookie", "[redacted]"], ["accept", "*/*"]]
+    # a second watcher gets the ring first, then what comes, like the first
+    _, _, second = await open_events(console, path, ada)
+    assert (await second.next("request"))["path"] == "/one"
+    inspector.record(wiki, _request("/two", 404))
+    assert (await second.next("request", after=1))["path"] == "/two"
+    assert (await first.next("request", after=1))["status"] == 404
+    assert [e[2] for e in first.events] == [one["id"], (await first.next("request", after=1))["id"]]
+    first.close()
+    second.close()
+    await eventually(lambda: not inspector.watching(wiki) and inspector.watchers == 0, "the unwatch")
+    assert not console.streams.open
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_inspector_is_for_admins_of_the_resources_organization_and_bounded(console):
+    org, _, wiki = await org_with_site_and_resource(console, "Acme")
+    other, _, theirs = await org_with_site_and_resource(console, "Globex")
+    ssh = await make(console, f"/orgs/{org}/resources", {"name": "ssh", "kind": "tcp", "public_port": 2222})
+    ada = await console.user(org, "ada@example.com", "Admin")
+    mel = await console.user(org, "mel@example.com", "Member")
+    inspector = console.gateway.view.inspector
+    path = f"/orgs/{org}/resources/{wiki}/inspect"
+    status, _, problem = await open_events(console, path, mel)
+    assert status == 403 and "(Member)" in problem["detail"]
+    status, _, _ = await open_events(console, f"/orgs/{other}/resources/{theirs}/inspect", ada)
+    assert status == 403
+    status, _, problem = await open_events(console, f"/orgs/{org}/resources/{theirs}/inspect", ada)
+    assert status == 404
+    status, _, problem = await open_events(console, f"/orgs/{org}/resources/{ssh['id']}/inspect", ada)
+    assert status == 404 and "HTTP" in problem["detail"]
+    status, _, _ = await open_events(console, f"/orgs/{org}/resources/res_nothere/inspect", ada)
+    assert status == 404
+    assert inspector.watchers == 0 and not console.streams.open
+    # the inspector's own bound (max_watchers 2 here): 503 with Retry-After, nothing left open
+    readers = [(await open_events(console, path, ada))[2] for _ in range(2)]
+    await eventually(lambda: inspector.watchers == 2, "two watchers")
+    status, headers, problem = await open_events(console, path, ada)
+    assert status == 503 and headers.getRawHeaders(b"retry-after") == [b"5"]
+    assert "inspector is busy" in problem["detail"]
+    assert len(console.streams.open) == 2 and inspector.watchers == 2
+    for reader in readers:
+        reader.close()
+    await eventually(lambda: inspector.watchers == 0 and not console.streams.open, "the watchers to go")

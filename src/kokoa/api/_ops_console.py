@@ -17,7 +17,7 @@ from kokoa.policy import Identity, PolicySet
 
 from ._auth import WRITER_ROLES, Principal
 from ._call import Call, Reply, ok
-from ._problems import FieldError, invalid, unavailable
+from ._problems import FieldError, Problem, invalid, not_found, unavailable
 from ._sse import Event, Push, Stream
 
 
@@ -439,3 +439,37 @@ async def access_stats(call: Call) -> Reply:
         series.values(), key=lambda e: (e["name"] is None, e["name"] or "", e["resource_id"] or "")
     )
     return ok({"bucket_seconds": bucket, "series": ordered})
+
+
+# -- the request inspector ----------------------------------------------------------------------------
+
+
+async def inspect_resource(call: Call) -> Stream:
+    """The requests going through an HTTP resource (Server-Sent Events): those the gateway's ring holds
+    first, then each as it ends, as ``request`` events (heads redacted by the inspector). The gateway
+    keeps the ring only while someone watches."""
+    from kokoa.http._inspector import InspectorBusy
+
+    view = view_of(call)
+    inspector = view.inspector
+    if inspector is None:
+        raise unavailable("this gateway has no request inspector")
+    org_id, resource_id = call.params["org"], call.params["resource"]
+    resource = await call.store.run(st.get_resource, resource_id)
+    if resource.org_id != org_id:
+        raise st.NotFound("resource", resource_id)
+    if resource.kind != "http":
+        raise not_found(
+            f"resource {resource_id} is a {resource.kind} resource: the inspector sees HTTP requests"
+        )
+
+    def subscribe(push: Push) -> Any:
+        try:
+            return inspector.watch(resource_id, lambda entry: push("request", entry, str(entry.get("id"))))
+        except InspectorBusy as e:
+            raise Problem(503, f"the request inspector is busy: {e}", headers={"Retry-After": "5"}) from None
+
+    async def backlog() -> list[Event]:
+        return [Event("request", entry, str(entry.get("id"))) for entry in inspector.recent(resource_id)]
+
+    return Stream(subscribe, backlog)
