@@ -5,6 +5,7 @@ The login host serves the API without ``--api`` too."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import queue
 import signal
@@ -157,8 +158,6 @@ def test_the_login_host_serves_the_api_without_an_api_listener(deployment):
     context = ssl.create_default_context(cafile=str(d.data / "tls" / "ca.pem"))
 
     def me() -> tuple[int, bytes]:
-        import http.client
-
         connection = http.client.HTTPSConnection("127.0.0.1", d.https_port, context=context, timeout=10)
         connection.sock = context.wrap_socket(
             socket.create_connection(("127.0.0.1", d.https_port), timeout=10), server_hostname=LOGIN
@@ -180,3 +179,43 @@ def test_the_login_host_serves_the_api_without_an_api_listener(deployment):
     assert status == 401 and json.loads(body)["status"] == 401  # the API answers: sign in first
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", d.api_port)) != 0  # and there is no --api listener
+
+
+def test_a_request_to_a_resource_shows_in_its_inspector_and_on_the_events_stream(tmp_path):
+    from .test_http_resources import HttpDeployment
+
+    d = HttpDeployment(tmp_path)
+    try:
+        d.start_all()
+        resource = d.add_http("app", "app.localhost", d.upstream_port)
+        key = d.api("POST", f"/orgs/{d.org}/api-keys", {"name": "console", "scopes": ["read"]})["key"]
+        ca = d.data / "tls" / "ca.pem"
+        inspect = EventStream(
+            d.https_port, ca, f"/api/v1/orgs/{d.org}/resources/{resource['id']}/inspect", key
+        )
+        events = EventStream(d.https_port, ca, f"/api/v1/orgs/{d.org}/events", key)
+        try:
+            events.next("overview")
+            wait_for(lambda: inspect.head, "the inspector's stream")  # watching once its head is out
+            assert b"200 OK" in inspect.head
+            # from an address of its own: its access row is not aggregated with the /ready requests
+            connection = http.client.HTTPConnection(
+                "127.0.0.1", d.http_port, timeout=30, source_address=("127.0.0.2", 0)
+            )
+            connection.request("GET", "/hello?x=1", headers={"Host": "app.localhost", "Cookie": "secret=1"})
+            assert connection.getresponse().status == 200
+            connection.close()
+            _, seen = inspect.next("request", timeout=10)
+            assert seen["method"] == "GET" and seen["path"] == "/hello?x=1" and seen["status"] == 200
+            assert ["cookie", "[redacted]"] in seen["request_headers"]
+            while True:  # (the /ready requests made before may come first)
+                _, access = events.next("access", timeout=5)
+                if access["client_address"] == "127.0.0.2":
+                    break
+            assert access["resource_id"] == resource["id"] and access["outcome"] == "allow"
+            assert access["path"] == "/hello" and access["count"] == 1 and access["id"] is None
+        finally:
+            inspect.close()
+            events.close()
+    finally:
+        d.stop_all()
