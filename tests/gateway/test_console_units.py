@@ -125,7 +125,7 @@ class NoStore:
 def test_the_observer_sees_refusals_at_once_and_allowed_requests_each_tick():
     recorder = AccessRecorder(lambda: None, task.Clock(), max_pending=100, retention_days=30)
     seen = []
-    recorder.observer = seen.append
+    recorder.observer = lambda row, count: seen.append({**row, "count": count})
     recorder.record("request", "deny", "rule 1", org_id="org", resource_id="res", client_address="192.0.2.1")
     recorder.record("signin", "success", "password", user_id="usr")
     assert [(r["outcome"], r["count"]) for r in seen] == [("deny", 1), ("success", 1)]
@@ -147,7 +147,7 @@ def test_the_observer_after_a_write_starts_counting_again():
     store = NoStore()
     recorder = AccessRecorder(lambda: store, task.Clock(), max_pending=100, retention_days=30)
     seen = []
-    recorder.observer = seen.append
+    recorder.observer = lambda row, count: seen.append({**row, "count": count})
     recorder.record("request", "allow", "granted", org_id="org", resource_id="res")
     recorder.flush()  # shown (count 1), then handed to the store
     recorder.record("request", "allow", "granted", org_id="org", resource_id="res")
@@ -159,7 +159,7 @@ def test_the_observer_after_a_write_starts_counting_again():
 def test_a_failing_observer_does_not_lose_the_row():
     recorder = AccessRecorder(lambda: None, task.Clock(), max_pending=100, retention_days=30)
 
-    def broken(row):
+    def broken(row, count):
         raise RuntimeError("boom")
 
     recorder.observer = broken

@@ -43,8 +43,9 @@ class AccessRecorder:
         self.written = 0
         self._flushing = False
         self._loops: list[task.LoopingCall] = []
-        #: Called with a copy of each row as it is noted (see the module's docstring), or None.
-        self.observer: Callable[[dict[str, Any]], None] | None = None
+        #: Called with each row as it is noted and the count to show (see the module's docstring), or
+        #: None. The row is the buffer's own: the observer copies what it keeps, and changes nothing.
+        self.observer: Callable[[dict[str, Any], int], None] | None = None
         self._shown: dict[tuple, int] = {}  # allowed rows' counts already given to the observer
 
     def start(self, flush_interval: float = FLUSH_INTERVAL) -> None:
@@ -127,7 +128,7 @@ class AccessRecorder:
     def _observe(self, row: dict[str, Any], count: int) -> None:
         assert self.observer is not None
         try:
-            self.observer({**row, "count": count})
+            self.observer(row, count)
         except Exception:  # a watcher must never break the access log
             log.failure("an access log observer failed")
 

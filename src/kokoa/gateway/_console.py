@@ -213,17 +213,18 @@ class ConsoleView:
                     change.org_id, "changed", {"kind": change.kind, "id": change.object_id, "op": change.op}
                 )
 
-    def access_row(self, row: dict[str, Any]) -> None:
-        """An access-log row as the recorder notes it (the recorder's observer)."""
+    def access_row(self, row: dict[str, Any], count: int = 1) -> None:
+        """An access-log row as the recorder notes it, with the count to show (the recorder's
+        observer: nothing is copied unless someone watches)."""
         org_id = row.get("org_id")
         if org_id is None:
             # A sign-in to the login host: its user's organizations watch it (looked up, rarely).
             user_id = row.get("user_id")
             if row.get("kind") == "signin" and user_id and self.events.watched_any():
-                self._publish_to_members(user_id, row)
+                self._publish_to_members(user_id, {**row, "count": count})
             return
         if self.events.watched(org_id):
-            rendered = _rendered(row)
+            rendered = _rendered({**row, "count": count})
             if rendered is not None:
                 self.events.publish(org_id, "access", rendered)
 
