@@ -174,6 +174,8 @@ def test_bad_settings():
         Inspector(max_rate=-1)
     with pytest.raises(ValueError):
         Inspector(burst=0)
+    with pytest.raises(ValueError):
+        Inspector(max_inspected=-1)
 
 
 def test_record_makes_any_entry_safe():
@@ -545,3 +547,34 @@ def test_a_large_answer_is_formatted_and_capped_at_once():
     assert big.response is None  # not kept raw
     got = inspector.recent("res")[1]["response_headers"]
     assert got[-1][0] == TRUNCATED and len(got) < 20
+
+
+@dataclass
+class Head:
+    method: bytes = b"GET"
+    raw_target: bytes = b"/"
+    headers: tuple = ()
+
+
+def test_begin_notes_at_most_max_inspected_requests_a_second_and_counts_the_rest():
+    clock = FakeClock(1000.0)
+    inspector = Inspector(max_inspected=3, clock=clock)
+    assert inspector.begin("res", Head(), "10.0.0.1") is None  # nobody watches
+    seen: list[dict] = []
+    inspector.watch("res", seen.append)
+    noted = [inspector.begin("res", Head(raw_target=b"/%d" % n), "10.0.0.1") for n in range(5)]
+    assert [i is not None for i in noted] == [True, True, True, False, False]
+    for inspection in noted[:3]:
+        inspection.finish(0)
+    assert [e["path"] for e in inspector.recent("res")] == ["/0", "/1", "/2"]
+    clock.now += 0.5  # 1.5 tokens back
+    inspector.begin("res", Head(raw_target=b"/5"), "10.0.0.1").finish(0)
+    # (a request not noted counts when it starts: here, before /0 ended)
+    assert [(e["path"], e["skipped"]) for e in seen] == [("/0", 2), ("/1", 0), ("/2", 0), ("/5", 0)]
+    assert inspector.begin("res", Head(), "10.0.0.1") is None
+
+
+def test_no_limit_on_noting():
+    inspector = Inspector(max_inspected=0, clock=FakeClock())
+    inspector.watch("res", lambda e: None)
+    assert all(inspector.begin("res", Head(), "10.0.0.1") is not None for _ in range(2000))

@@ -140,6 +140,11 @@ class Inspector:
     many it did not get (0 otherwise; entries from :meth:`recent` have 0). Formatting every request
     of a busy resource would cost the requests themselves, and nobody reads 2,000 lines a second.
 
+    Nor is every request of a flood noted: :meth:`begin` notes at most ``max_inspected`` requests a
+    second per resource (a bucket of as many; 0: every one) and counts the others in ``skipped``
+    too, so that watching a resource costs it a bounded amount of work whatever its load: below
+    that rate (most resources) the ring holds every request; above it, a sample.
+
     A watcher that raises is dropped and logged. Entries are shared between watchers and the ring:
     nobody may change one."""
 
@@ -151,21 +156,25 @@ class Inspector:
         max_head_bytes: int = 16384,
         max_rate: float = 25.0,
         burst: int = BURST,
+        max_inspected: float = 500.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if ring_size < 1 or burst < 1 or max_watchers < 0 or max_head_bytes < 0 or max_rate < 0:
+        if ring_size < 1 or burst < 1 or min(max_watchers, max_head_bytes, max_rate, max_inspected) < 0:
             raise ValueError(
-                "ring_size and burst must be at least 1; max_watchers, max_head_bytes and max_rate at least 0"
+                "ring_size and burst must be at least 1; max_watchers, max_head_bytes, max_rate and"
+                " max_inspected at least 0"
             )
         self.ring_size = ring_size
         self.max_watchers = max_watchers
         self.max_head_bytes = max_head_bytes
         self.max_rate = max_rate
         self._burst = float(burst)
+        self.max_inspected = max_inspected
         self.clock = clock
         self._rings: dict[str, deque[dict | Inspection]] = {}
         self._watchers: dict[str, dict[int, Callable[[dict], None]]] = {}
-        self._buckets: dict[str, list[float]] = {}  # resource id -> [tokens, last refill, skipped]
+        #: resource id -> [tokens to deliver, last refill, skipped, tokens to note, last refill]
+        self._buckets: dict[str, list[float]] = {}
         self._count = 0
         self._keys = itertools.count(1)
         self._ids = itertools.count(1)
@@ -197,7 +206,8 @@ class Inspector:
         if watchers is None:
             watchers = self._watchers[resource_id] = {}
             self._rings[resource_id] = deque(maxlen=self.ring_size)
-            self._buckets[resource_id] = [self._burst, self.clock(), 0]
+            now = self.clock()
+            self._buckets[resource_id] = [self._burst, now, 0, float(self.max_inspected), now]
         watchers[key] = callback
         self._count += 1
 
@@ -239,9 +249,23 @@ class Inspector:
         self._hidden = gate
         self.hide(gate.drop_headers | gate.token_headers, gate.drop_prefixes)
 
-    def begin(self, resource_id: str, head: Any, client_address: str, gate: Any = None) -> Inspection:
+    def begin(self, resource_id: str, head: Any, client_address: str, gate: Any = None) -> Inspection | None:
         """Start noting a request to a watched resource: ``head`` has ``method``, ``raw_target`` and
-        ``headers`` (a RequestHead); ``gate``, the access gate, names more headers to redact."""
+        ``headers`` (a RequestHead); ``gate``, the access gate, names more headers to redact. None
+        when the resource is not watched, or is over ``max_inspected`` (the request is counted)."""
+        bucket = self._buckets.get(resource_id)
+        if bucket is None:
+            return None
+        rate = self.max_inspected
+        if rate:
+            now = self.clock()
+            tokens = min(rate, bucket[3] + (now - bucket[4]) * rate)
+            bucket[4] = now
+            if tokens < 1.0:
+                bucket[3] = tokens
+                bucket[2] += 1
+                return None
+            bucket[3] = tokens - 1.0
         if gate is not None and gate is not self._hidden:
             self.hide_gate(gate)
         return Inspection(self, resource_id, head.method, head.raw_target, head.headers, client_address)
