@@ -31,6 +31,7 @@ BENCHMARKS = [
     "http_download",
     "http_parsers",
     "http_auth",
+    "http_inspector",
 ]
 #: Upper bound for one benchmark process, seconds.
 TIMEOUT = 3 * 3600
