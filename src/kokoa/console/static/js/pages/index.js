@@ -1,0 +1,11 @@
+// Every page of the console by the name in its route (#/<org>/<name>/...). `managers`: Owners and
+// Admins only (others are sent to the launcher).
+import { Dashboard } from "./dashboard.js";
+import { Launcher } from "./launcher.js";
+import { Sites } from "./sites.js";
+
+export const PAGES = {
+  dashboard: { title: "Dashboard", component: Dashboard, managers: true },
+  sites: { title: "Sites", component: Sites, managers: true },
+  launcher: { title: "Your resources", component: Launcher },
+};
