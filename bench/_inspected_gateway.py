@@ -1,20 +1,16 @@
-"""``twistd kokoa`` for bench/http_inspector.py, with one addition: a switch for the request inspector.
+"""``twistd kokoa`` for bench/http_inspector.py, with one addition: a switch for the inspector's sampling.
 
 Run it with twistd's own arguments (``_inspected_gateway.py -n --pidfile= -l - kokoa --config ...``):
-it is the real twistd and the real gateway service. On SIGUSR2 it reads the file named by
-``KOKOA_BENCH_INSPECT`` and watches the resource whose id it holds, as a console would (every entry
-serialized to JSON, as a Server-Sent Events route sends it), or stops watching if the file is empty;
-``<id> all`` watches with the inspector noting every request (``max_inspected`` 0, no sampling);
-each switch is logged (``bench inspector: watching <id>`` / ``bench inspector: stopped after <n>
-entries``), which the benchmark waits for.
-
-The gateway's admin API has no inspector route yet; once it has, the benchmark can watch through it
-and this file can go.
+it is the real twistd and the real gateway service. The benchmark watches the resource through the
+admin API's inspector route, as the console does; this only lets it turn the inspector's sampling off
+for its context row. On SIGUSR2 it reads the file named by ``KOKOA_BENCH_INSPECT``: "all" makes the
+inspector note every request (``max_inspected`` 0), anything else restores the default; then it logs
+``bench inspector: max_inspected=<n> watchers=<n>``, which the benchmark waits for (and reads the
+number of watchers from).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -32,30 +28,14 @@ _make_service = tap.makeService
 def makeService(options, reactor=None):
     top = _make_service(options, reactor) if reactor is not None else _make_service(options)
     control = Path(os.environ["KOKOA_BENCH_INSPECT"])
-    state = {"stop": None, "entries": 0, "bytes": 0}
-
-    def consume(entry: dict) -> None:
-        state["entries"] += 1
-        state["bytes"] += len(json.dumps(entry))
+    inspector = top.front.inspector
+    default = inspector.max_inspected
 
     def switch() -> None:
-        resource_id, _, mode = control.read_text().strip().partition(" ")
-        inspector = top.front.inspector
-        if state["stop"] is not None:
-            state["stop"]()
-            state["stop"] = None
-            log.info(
-                "bench inspector: stopped after {n} entries ({b} bytes of JSON)",
-                n=state["entries"],
-                b=state["bytes"],
-            )
-        if resource_id:
-            state["entries"] = state["bytes"] = 0
-            inspector.max_inspected = (
-                0 if mode == "all" else state.setdefault("default", inspector.max_inspected)
-            )
-            state["stop"] = inspector.watch(resource_id, consume)
-            log.info("bench inspector: watching {id} {mode}", id=resource_id, mode=mode or "sampled")
+        inspector.max_inspected = 0 if control.read_text().strip() == "all" else default
+        log.info(
+            "bench inspector: max_inspected={n} watchers={w}", n=inspector.max_inspected, w=inspector.watchers
+        )
 
     from twisted.internet import reactor as running
 

@@ -7,18 +7,19 @@ browser-like requests (``wrk -t1 -c50 --latency``, a User-Agent, Accept, Accept-
 a Referer, so the inspector has heads to copy and redact):
 
 - ``closed``: nobody watches the resource (the request path asks the inspector one lookup);
-- ``open``: a watcher on that resource, as the console's live view would be, with the inspector's
-  defaults: it notes up to 500 requests a second (a flood is sampled), keeps them in its ring (200)
-  and hands the watcher a burst of 100 and then 25 entries a second, which the watcher serializes
-  to JSON as a Server-Sent Events route sends them;
+- ``open``: a watcher on that resource, as the console's live view is: ``GET
+  /api/v1/orgs/{org}/resources/{resource}/inspect`` (Server-Sent Events) held open by curl on the
+  admin API's port, with the inspector's defaults: it notes up to 500 requests a second (a flood is
+  sampled), keeps them in its ring (200) and hands the stream a burst of 100 and then 25 entries a
+  second;
 - ``open-all``: the same, but the inspector notes every request (``max_inspected`` 0): what a
   watched request costs without sampling (context, not the target).
 
-The admin API has no inspector route yet, so the watcher lives in the gateway process: the gateway
-runs as ``bench/_inspected_gateway.py``, which is ``twistd kokoa`` (the real twistd and service)
-plus a signal that starts and stops the watch. The states take turns in a rotating order over
+The gateway runs as ``bench/_inspected_gateway.py``, which is ``twistd kokoa`` (the real twistd and
+service) plus a signal that turns the sampling off for ``open-all`` and says how many watchers the
+gateway has (none between the runs, or the benchmark stops). The states take turns in a rotating order over
 several rounds. Reported: requests per second, p50/p99 of each, the gateway's CPU per request
-(less sensitive than the rate to other load on the machine), how many entries the watcher got
+(less sensitive than the rate to other load on the machine), how many entries the stream carried
 (against the requests wrk made), and open / closed (target >= 0.95x).
 
     .venv/bin/python bench/http_inspector.py           # 10 s per run, 5 rounds
@@ -34,6 +35,7 @@ import http.client
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -79,16 +81,17 @@ HEADERS = (
 
 
 class InspectedKokoa(Kokoa):
-    """The gateway started by ``_inspected_gateway.py`` (twistd kokoa with a watch switch)."""
+    """The gateway started by ``_inspected_gateway.py`` (twistd kokoa with a sampling switch), and
+    watchers of a resource through the admin API's inspector route (``curl -N``, its Server-Sent
+    Events to a file)."""
 
     def __init__(self, procs: Processes, root: Path) -> None:
         super().__init__(procs, root)
         self.control = root / "inspect"
         self.control.write_text("")
+        self.watches = 0
 
     def start_gateway(self, nofile: int | None = None) -> Proc:
-        import subprocess
-
         if not (self.data / "admin.key").exists():
             kokoa = str(Path(sys.executable).with_name("kokoa"))
             subprocess.run(
@@ -109,25 +112,41 @@ class InspectedKokoa(Kokoa):
         wait_for(self._api_ready, "the gateway's status API", logs=[log])
         return self.gateway
 
-    def watch(self, resource_id: str) -> None:
-        """Start ("<id>" or "<id> all") or stop ("") the watch; waits until the gateway says it did."""
+    def sampling(self, mode: str) -> int:
+        """Set the inspector's sampling ("all": note every request; "": the default); returns how
+        many watchers the gateway has."""
         assert self.gateway is not None
-        before = self.gateway.log_text().count("bench inspector:")
-        self.control.write_text(resource_id)
+        pattern = r"bench inspector: max_inspected=\S+ watchers=(\d+)"
+        before = len(re.findall(pattern, self.gateway.log_text()))
+        self.control.write_text(mode)
         os.kill(self.gateway.pid, signal.SIGUSR2)
-        wanted = before + 1
+        wait_for(
+            lambda: len(re.findall(pattern, self.gateway.log_text())) > before,
+            "the gateway to switch its inspector",
+            logs=[self.gateway.log],
+        )
+        return int(re.findall(pattern, self.gateway.log_text())[-1])
 
-        def switched() -> bool:
-            return self.gateway.log_text().count("bench inspector:") >= wanted
+    def watch(self, resource_id: str, procs: Processes) -> tuple[Proc, Path]:
+        """A console's watch of the resource: ``GET .../inspect`` held open by curl; returns once the
+        stream has begun (the gateway has the watcher)."""
+        self.watches += 1
+        out = self.root / f"inspect-{self.watches}.sse"
+        key = (self.data / "admin.key").read_text().strip()
+        url = f"http://{LOOPBACK}:{self.api_port}/api/v1/orgs/{self.org_id()}/resources/{resource_id}/inspect"
+        with out.open("wb") as sink:
+            curl = procs.start(
+                "curl (inspector stream)",
+                [find_tool("curl") or "curl", "-sN", "-H", f"Authorization: Bearer {key}", url],
+                stdout=sink.fileno(),
+            )
+        wait_for(lambda: out.exists() and b"retry:" in out.read_bytes(), "the inspector stream to begin")
+        return curl, out
 
-        wait_for(switched, "the gateway to switch its inspector", logs=[self.gateway.log])
 
-    def last_count(self) -> int:
-        """Entries the watcher got in the watch that just stopped."""
-        found = re.findall(r"bench inspector: stopped after (\d+) entries", self.gateway.log_text())
-        if not found:
-            raise BenchError("the gateway did not say how many entries its watcher got")
-        return int(found[-1])
+def events(path: Path) -> int:
+    """``request`` events a watcher got."""
+    return path.read_bytes().count(b"\nevent: request\n")
 
 
 def fetch(port: int, path: str = "/small.txt") -> int:
@@ -164,12 +183,12 @@ def run(args: argparse.Namespace) -> dict:
                 return False
 
         wait_for(ready, "the resource through the gateway", logs=[kokoa.gateway.log])
-        # The watch works: a request while watched is counted.
-        kokoa.watch(resource["id"])
+        # The watch works: a request while watched comes down the stream, and the watch ends with it.
+        curl, stream = kokoa.watch(resource["id"], procs)
         fetch(kokoa.http_port)
-        kokoa.watch("")
-        if kokoa.last_count() != 1:
-            raise BenchError(f"one request while watched gave {kokoa.last_count()} entries, not 1")
+        wait_for(lambda: events(stream) == 1, "the request in the inspector stream")
+        procs.stop(curl)
+        wait_for(lambda: kokoa.sampling("") == 0, "the watch to end with its stream")
 
         runs: dict[str, list[dict]] = {state: [] for state in STATES}
         pids = [kokoa.gateway.pid, edge.pid]
@@ -178,8 +197,10 @@ def run(args: argparse.Namespace) -> dict:
         for round_no in range(args.repeat):
             order = STATES[round_no % 3 :] + STATES[: round_no % 3]
             for state in order:
+                if kokoa.sampling("all" if state == OPEN_ALL else "") != 0:
+                    raise BenchError("a watcher is left from the previous run")
                 if state != CLOSED:
-                    kokoa.watch(resource["id"] + (" all" if state == OPEN_ALL else ""))
+                    curl, stream = kokoa.watch(resource["id"], procs)
                 before = tree_cpu(pids)
                 gateway_before = cpu_seconds(kokoa.gateway.pid)
                 foreign = ForeignLoad()
@@ -190,9 +211,10 @@ def run(args: argparse.Namespace) -> dict:
                 gateway_us = 1e6 * (cpu_seconds(kokoa.gateway.pid) - gateway_before) / max(1, result.requests)
                 entries = None
                 if state != CLOSED:
-                    time.sleep(0.2)  # the last responses' entries
-                    kokoa.watch("")
-                    entries = kokoa.last_count()
+                    time.sleep(0.5)  # the last responses' entries
+                    procs.stop(curl)
+                    entries = events(stream)
+                    wait_for(lambda: kokoa.sampling("") == 0, "the watch to end with its stream")
                 runs[state].append(
                     vars(result)
                     | {
