@@ -4,11 +4,14 @@ axe-core, save screenshots (``KOKOA_SCREENSHOTS=<dir>``), and read what the API 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 from pathlib import Path
 
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import BrowserContext, Page, expect
 
+from e2e.harness import Process
 from e2e.test_identity_e2e import PASSWORD, IdentityDeployment
 
 #: axe-core impacts that fail a test (moderate and minor ones are reported by axe but tolerated).
@@ -72,7 +75,12 @@ def no_errors(page: Page) -> None:
 
 def open_page(page: Page, d: IdentityDeployment, *parts: str, title: str | None = None) -> None:
     """Go to ``#/<org>/<parts...>`` and wait for its heading (``title``, if given)."""
-    page.goto(f"{d.login}/#/{'/'.join((d.org, *parts))}")
+    url = f"{d.login}/#/{'/'.join((d.org, *parts))}"
+    if page.url.startswith(f"{d.login}/#/"):  # the console is open: follow the link in it
+        page.evaluate("hash => { location.hash = hash }", url.partition("#")[2])
+    else:
+        page.goto(url)
+    expect(page).to_have_url(url)
     heading = page.locator("#page-title")
     if title is not None:
         expect(heading).to_have_text(title)
@@ -132,3 +140,28 @@ def field_error(page: Page, label: str) -> str:
     errors = [t for i, t in zip(ids, texts, strict=True) if i.endswith("-error")]
     assert errors, f"no error described for {label!r}"
     return errors[0]
+
+
+def clipboard(page: Page) -> str:
+    """What the page copied (the context must have been granted clipboard-read)."""
+    return page.evaluate("navigator.clipboard.readText()")
+
+
+def allow_clipboard(context: BrowserContext, d: IdentityDeployment) -> None:
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=d.login)
+
+
+def run_copied_edge(d: IdentityDeployment, command: str) -> Process:
+    """Start the edge command a page copied, as a user pastes it into a shell: its environment
+    assignment (the site's secret) and twistd's arguments as they are. Only the program is adjusted:
+    ``twistd`` is the virtual environment's, with its log sent to a file (the harness's Process)."""
+    words = shlex.split(command)
+    env = {}
+    while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    assert words[0] == "twistd", command
+    n = len(d.edges)
+    edge = Process(f"edge{n}", words[1:], d.root / f"edge{n}.log", env).start()
+    d.edges.append(edge)
+    return edge

@@ -1,7 +1,7 @@
 // The console's entry point: who is signed in, then the page the hash names.
 import { html, render, useEffect, useRef, useState } from "./html.js";
 import { get } from "./api.js";
-import { redirect, useRoute } from "./router.js";
+import { parse, redirect, useRoute } from "./router.js";
 import { Session, manages } from "./session.js";
 import { Layout } from "./components/layout.js";
 import { Failed, Loading } from "./components/status.js";
@@ -27,13 +27,16 @@ function Console({ me }) {
   const home = (id) => (manages(me, id) ? "dashboard" : "launcher");
 
   useEffect(() => {
+    // Decide on the address as it is now (it may have changed since this render).
+    const now = parse(location.hash);
+    const shown = me.orgs.find((o) => o.id === now.org);
     if (!me.orgs.length) return;
-    if (!org) {
-      if (!route.org) redirect(me.orgs[0].id, home(me.orgs[0].id));
+    if (!shown) {
+      if (!now.org) redirect(me.orgs[0].id, home(me.orgs[0].id));
       return;
     }
-    if (!route.page) redirect(org.id, home(org.id));
-    else if (!manager && PAGES[route.page]?.managers) redirect(org.id, "launcher");
+    if (!now.page) redirect(shown.id, home(shown.id));
+    else if (!manages(me, shown.id) && PAGES[now.page]?.managers) redirect(shown.id, "launcher");
   }, [route.org, route.page]);
 
   // After a navigation, take keyboard and screen-reader focus to the new page's heading.
@@ -46,6 +49,8 @@ function Console({ me }) {
   }, [route.org, route.page, route.id, route.tab]);
 
   if (!me.orgs.length) return html`<${NoOrganization} />`;
+  const pending = !route.org || (org && !route.page) || (org && !manager && PAGES[route.page]?.managers);
+  if (pending) return html`<main id="main" class="alone"><${Loading} what="Opening" /></main>`;
   const entry = org && route.page ? PAGES[route.page] : null;
   const allowed = entry && (manager || !entry.managers);
   const Page = allowed ? entry.component : null;

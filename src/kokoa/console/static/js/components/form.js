@@ -90,7 +90,7 @@ export function Field({ form, name, label, type = "text", hint, options = [], re
   } else {
     control = html`<input type=${type} ...${common} value=${value} onInput=${onInput} />`;
   }
-  return html`<div class="field"><label for=${id}>${label}${required ? html`<span class="req" aria-hidden="true"> *</span>` : null}</label>${control}${hintEl}${errorEl}</div>`;
+  return html`<div class="field"><label for=${id}>${label}</label>${control}${hintEl}${errorEl}</div>`;
 }
 
 /** The problem's detail and the errors of fields this form does not show (put it after the fields). */

@@ -1,7 +1,7 @@
 // Sites: add one (its secret and edge commands shown once), rotate its secret, disable, delete
 // (naming the targets it takes down first). Online state is live from the organization's events.
 import { html, useState } from "../html.js";
-import { all, del, org as orgPath, patch, post } from "../api.js";
+import { all, del, get, org as orgPath, patch, post } from "../api.js";
 import { useOverview } from "../overview.js";
 import { ago, when } from "../format.js";
 import { Field, Form, useForm } from "../components/form.js";
@@ -117,7 +117,7 @@ export function Sites({ org }) {
       sites.reload();
     }),
     remove: (site) => run(async () => {
-      const lost = takenDown(overview, site.id);
+      const lost = takenDown(await get(orgPath(org.id, "/overview")), site.id); // as it is now
       const yes = await ask({
         title: `Delete ${site.name}?`,
         confirm: "Delete site",
