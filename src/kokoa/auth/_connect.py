@@ -47,6 +47,7 @@ from zope.interface import implementer
 
 from kokoa.tunnel import RelaySide
 
+from ._gate import denial
 from ._identities import API_KEY, SESSION, SHARE, Resolved
 from ._settings import LOGIN_COOKIE
 
@@ -333,7 +334,7 @@ class ConnectProtocol(RelayOverWebSocket, WebSocketServerProtocol):
         if decision.outcome != "allow":
             who = f" ({identity.email})" if identity is not None and identity.email else ""
             raise ConnectionDeny(
-                403, _status_text(f"You{who} may not reach {resource.name!r}: {decision.reason}")
+                403, _status_text(f"You{who} may not reach {resource.name!r}: {denial(decision)}")
             )
         if not resource.enabled:
             raise ConnectionDeny(503, _status_text(f"The resource {resource.name!r} is disabled"))

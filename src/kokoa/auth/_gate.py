@@ -217,7 +217,7 @@ class AccessGate:
             self._ask_to_sign_in(exchange, kind)
         else:
             who = f" ({identity.email})" if identity is not None and identity.email else ""
-            exchange.refuse(403, f"You{who} may not reach {resource.name!r} this way: {decision.reason}.")
+            exchange.refuse(403, f"You{who} may not reach {resource.name!r} this way: {denial(decision)}.")
 
     def _record(
         self, exchange: Exchange, resource: Any, identity: Identity | None, decision: Any, ip: str
@@ -520,6 +520,24 @@ def connection_decision(policies: PolicySet, resource_id: str, client_ip: str) -
     if decision.outcome == "authenticate":
         return Decision("deny", f"{decision.reason} (a raw TCP port cannot sign anyone in)", decision.rule_id)
     return decision
+
+
+#: An internal id (``res_...``, ``user_...``: kokoa.store's new_id), which pages never show.
+_INTERNAL_ID = re.compile(r"\b(?:site|key|res|tgt|share|ses|grant|rule|ecode|user|org|role)_[0-9a-z]{8,}\b")
+
+
+def denial(decision: Decision) -> str:
+    """Why a request is denied, for the person who sent it: the decision's reason (the access log's)
+    names the user's and roles' ids, which a page must not; this says the same without them."""
+    reason = decision.reason
+    if reason.startswith("the access configuration of this resource is broken"):
+        return "the access settings of this resource are broken (its administrators can see why)"
+    if "has no grant to this resource" in reason:
+        rule, sep, _ = reason.partition(" requires a grant:")
+        if sep and decision.rule_id is not None:
+            return f"{rule} requires a grant to this resource, and you hold none"
+        return "you hold no grant to this resource (neither you nor any of your roles)"
+    return _INTERNAL_ID.sub("…", reason)
 
 
 def _user_agent(head: Any) -> str | None:
