@@ -4,6 +4,7 @@ keeps cookies as a browser does (the browser suite drives Chromium through the s
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import socket
@@ -18,6 +19,8 @@ from .test_http_resources import HttpDeployment
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
+#: An internal id of the store (what pages for people never show).
+INTERNAL_ID = re.compile(r"\b(?:site|key|res|tgt|share|ses|grant|rule|ecode|user|org|role)_[0-9a-z]{20}\b")
 
 
 class IdentityDeployment(HttpDeployment):
@@ -132,6 +135,30 @@ def test_a_signed_in_user_without_a_grant_is_denied(d):
     browser = d.browser()
     done = d.sign_in(browser, d.url("app.localhost", "/"), "bob@example.com")
     assert done.status == 403 and "bob@example.com" in done.text
+    # the page says why without the user's or roles' ids (the access log has them)
+    assert "you hold no grant to this resource" in done.text
+    assert not INTERNAL_ID.search(done.text), done.text
+    # its inline style is allowed by its hash, and nothing else is
+    policy = done.header("Content-Security-Policy")
+    assert policy.startswith("default-src 'none'; style-src 'sha256-"), policy
+    assert "unsafe" not in policy and "script" not in policy
+
+
+def test_the_sign_in_page_names_the_resource_and_its_organization(d):
+    org = d.api("GET", f"/orgs/{d.org}")["name"]
+    form_page = d.browser().go(d.url("app.localhost", "/named"))
+    assert form_page.status == 200 and 'id="signin"' in form_page.text
+    assert f"Sign in to continue to app ({html.escape(org)})." in form_page.text
+    assert not INTERNAL_ID.search(form_page.text)  # names only: no org or resource id
+    assert form_page.header("Content-Security-Policy") == (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' https:; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    assert '<link rel="stylesheet" href="/static/pages.css">' in form_page.text
+    assert "<style" not in form_page.text and "<script" not in form_page.text
+    # on the login host itself there is nothing to name
+    plain = d.browser().go(f"{d.login}/login")
+    assert plain.status == 200 and "Sign in to continue" not in plain.text
 
 
 def test_a_wrong_password_is_refused_and_attempts_are_limited(d):
@@ -427,11 +454,13 @@ def test_users_see_and_end_their_own_sessions_and_change_their_password(d):
     laptop, phone = d.browser(), d.browser()
     assert d.sign_in(laptop, d.url("app.localhost", "/"), "sam@example.com").status == 200
     assert d.sign_in(phone, d.url("app.localhost", "/"), "sam@example.com").status == 200
-    page = laptop.go(f"{d.login}/")
+    page = laptop.go(f"{d.login}/account")
     ends = re.findall(r'action="(/account/sessions/(ses_[a-z0-9]+)/revoke)"', page.text)
-    assert len(ends) == 2 and "(this one)" in page.text
+    assert len(ends) == 2 and ">this one</span>" in page.text
     mine = re.search(
-        r"<tr><td>password \(this one\)</td>.*?/account/sessions/(ses_[a-z0-9]+)/revoke", page.text
+        r'<tr><td>Password <span class="badge ok">this one</span></td>'
+        r".*?/account/sessions/(ses_[a-z0-9]+)/revoke",
+        page.text,
     )
     other = next(path for path, session in ends if session != mine.group(1))
     csrf = laptop.jar["login.localhost"]["__Host-kokoa_csrf"]

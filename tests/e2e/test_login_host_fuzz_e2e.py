@@ -832,6 +832,13 @@ def test_a_wrong_method_gets_405_with_allow(d):
         assert "Werkzeug" not in answer.text and "Method Not Allowed</h1>" not in answer.text
 
 
+#: The Content-Security-Policy of the login host's pages (kokoa.auth._pages.page_csp).
+PAGES_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' https:; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
 def test_every_https_answer_carries_the_security_headers(d):
     signed = Client(d, d.browser())
     d.sign_in(signed.browser, f"{d.login}/login", "ann@example.com")
@@ -868,6 +875,10 @@ def test_every_https_answer_carries_the_security_headers(d):
         policy = answers[what].header("Content-Security-Policy")
         assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy, what
     assert answers["redirect home"].status == 302 and answers["400"].status == 400
+    # the server-rendered pages: the console's stylesheets from this origin, no script, nothing inline
+    for what in ("sign-in page", "404", "405", "400", "403 form", "signed out", "account page"):
+        assert answers[what].header("Content-Security-Policy") == PAGES_CSP, what
+        assert answers[what].header("X-Frame-Options") == "DENY", what
     for what, answer in answers.items():
         assert answer.header("Strict-Transport-Security") == "max-age=31536000", what
         assert answer.header("X-Content-Type-Options") == "nosniff", what

@@ -20,51 +20,92 @@ from kokoa.store import (
     password_hash_for,
     revoke_session,
 )
+from kokoa.store._validate import PASSWORD_MIN
 
-from .._pages import form, link, paragraph
+from .._pages import Field, form, link, paragraph, qr_code
 from .._settings import LOGIN_COOKIE
 from .._totp import hash_backup_code, new_backup_codes, new_totp_secret, provisioning_uri, verify_totp
 from ._base import LoginBase, app
 from ._forms import Refused, set_cookie
 from ._password import login_link
 
+_HINT = f"At least {PASSWORD_MIN} characters. Changing it ends your other sessions."
 ENROL_COOKIE = "__Host-kokoa_enrol"
 #: Seconds to finish setting up a second factor.
 ENROL_WINDOW = 600.0
 
 
 class AccountPages(LoginBase):
-    async def _account(self, request: IRequest, found: Any, note: str | None = None) -> str:
+    oidc: dict[str, Any]
+
+    def _method_label(self, method: str) -> str:
+        """How a session was signed in, in words (a single sign-on provider by its display name)."""
+        if method.startswith("oidc:"):
+            client = self.oidc.get(method[5:])
+            return client.config.display_name if client is not None else "Single sign-on"
+        return _method_words(method)
+
+    async def _account(self, request: IRequest, found: Any, note: str | None = None, kind: str = "ok") -> str:
+        """The account page's body: ``note`` on top (``kind`` ``ok`` or ``error``)."""
         csrf = self._csrf(request)
         identity = found.identity
-        body = paragraph(note, "note") if note else ""
+        body = paragraph(note, kind) if note else ""
         body += paragraph(f"Signed in as {identity.email}.")
-        body += form("/logout", csrf, [], "Sign out", form_id="signout")
+        body += (
+            '<div class="actions">'
+            + link("/", "Open the console", "button")
+            + form("/logout", csrf, [], "Sign out", form_id="signout", button_class="secondary")
+            + "</div>"
+        )
         sessions = (await self.store.run(list_sessions, user_id=identity.user_id, limit=100)).items
         rows = []
         for session in sessions:
             if session.kind != "login":
                 continue
-            this = " (this one)" if session.id == found.session_id else ""
+            how = self._method_label(session.method)
+            this = ' <span class="badge ok">this one</span>' if session.id == found.session_id else ""
             when = session.last_seen_at.strftime("%Y-%m-%d %H:%M UTC")
-            end = form(f"/account/sessions/{session.id}/revoke", csrf, [], "End", form_id=f"end-{session.id}")
-            rows.append(
-                f"<tr><td>{escape(session.method)}{this}</td><td>{escape(session.source_address or '')}</td>"
-                f"<td>{when}</td><td>{end}</td></tr>"
+            where = session.source_address or "unknown"
+            end = form(
+                f"/account/sessions/{session.id}/revoke",
+                csrf,
+                [],
+                "End",
+                form_id=f"end-{session.id}",
+                button_class="secondary",
+                button_label=f"End the session signed in with {how} from {where}, last used {when}",
             )
-        body += '<hr><h2>Sessions</h2><table id="sessions">' + "".join(rows) + "</table>"
-        body += "<hr><h2>Password</h2>" + form(
+            rows.append(
+                f"<tr><td>{escape(how)}{this}</td><td>{escape(where)}</td><td>{when}</td><td>{end}</td></tr>"
+            )
+        body += (
+            '<h2 id="sessions-title">Sessions</h2><div class="table-wrap">'
+            '<table id="sessions" aria-labelledby="sessions-title"><thead><tr>'
+            '<th scope="col">Signed in with</th><th scope="col">From</th><th scope="col">Last used</th>'
+            '<th scope="col"><span class="visually-hidden">End</span></th></tr></thead><tbody>'
+            + "".join(rows)
+            + "</tbody></table></div>"
+        )
+        body += "<h2>Password</h2>" + form(
             "/account/password",
             csrf,
             [
                 ("current", "Current password", "password", "current-password"),
-                ("password", "New password", "password", "new-password"),
+                Field("password", "New password", "password", "new-password", _HINT),
             ],
             "Change the password",
             form_id="change-password",
+            username=identity.email,
         )
-        body += "<hr>" + link("/account/totp", "Set up two-factor sign-in")
+        body += "<h2>Two-factor sign-in</h2><p>" + link("/account/totp", "Set up two-factor sign-in") + "</p>"
         return body
+
+    async def _account_html(
+        self, request: IRequest, found: Any, note: str | None = None, kind: str = "ok", status: int = 200
+    ) -> bytes:
+        return self._html(
+            request, "Your account", await self._account(request, found, note, kind), status, wide=True
+        )
 
     @app.route("/account/sessions/<session_id>/revoke", methods=["POST"])
     def end_session(self, request: IRequest, session_id: str) -> Deferred:
@@ -114,7 +155,7 @@ class AccountPages(LoginBase):
         identity = found.identity
         refusal = await self._throttled(request, identity.email)
         if refusal is not None:
-            return self._html(request, "Kokoa", await self._account(request, found, refusal.message), 429)
+            return await self._account_html(request, found, refusal.message, "error", 429)
         current = await self.store.run(password_hash_for, identity.email)
         stored = current[1] if current is not None else None
         if not await self.in_thread(check_password, stored, fields.get("current", "")):
@@ -125,24 +166,16 @@ class AccountPages(LoginBase):
                 "wrong current password (password change)",
                 user_id=identity.user_id,
             )
-            return self._html(
-                request, "Kokoa", await self._account(request, found, "The current password is wrong."), 401
-            )
+            return await self._account_html(request, found, "The current password is wrong.", "error", 401)
         try:
             new_hash = await self.in_thread(hash_password, fields.get("password", ""))
         except Invalid as e:
-            return self._html(
-                request, "Kokoa", await self._account(request, found, f"The new password {e.message}."), 400
-            )
+            return await self._account_html(request, found, f"The new password {e.message}.", "error", 400)
         await self.store.run(change_password, identity.user_id, new_hash, found.session_id)
         self._event(
             request, "signin", "success", "password changed; other sessions ended", user_id=identity.user_id
         )
-        return self._html(
-            request,
-            "Kokoa",
-            await self._account(request, found, "Password changed; your other sessions ended."),
-        )
+        return await self._account_html(request, found, "Password changed; your other sessions ended.")
 
     @app.route("/account/totp", methods=["GET"])
     def totp_setup_form(self, request: IRequest) -> Deferred:
@@ -159,16 +192,30 @@ class AccountPages(LoginBase):
         secret = state["k"]
         uri = provisioning_uri(secret, found.identity.email)
         body = paragraph(error, "error") if error else ""
-        body += paragraph("Add this key to your authenticator app, then enter the code it shows.")
-        body += f'<p><code id="totp-secret">{escape(secret)}</code></p>'
-        body += f'<p class="note"><code id="totp-uri">{escape(uri)}</code></p>'
+        body += paragraph(
+            "Scan this QR code with your authenticator app, or type the key below into it; "
+            "then enter the code it shows."
+        )
+        body += '<div class="qr-setup">' + qr_code(
+            uri, "QR code of your two-factor key, for an authenticator app", "totp-qr"
+        )
+        body += (
+            '<p class="key">Key for manual entry: '
+            f'<code id="totp-secret">{escape(_grouped(secret))}</code></p>'
+            "</div>"
+        )
+        body += (
+            '<details class="note"><summary>The key as an address (otpauth://)</summary>'
+            f'<p><code id="totp-uri">{escape(uri)}</code></p></details>'
+        )
         body += form(
             "/account/totp",
             self._csrf(request),
-            [("code", "Code", "text", "one-time-code")],
+            [Field("code", "Code", "text", "one-time-code", "The 6-digit code your app shows.", "numeric")],
             "Turn on",
             form_id="totp-setup",
         )
+        body += "<p>" + link("/account", "Back to your account") + "</p>"
         return self._html(request, "Two-factor sign-in", body, status)
 
     @app.route("/account/totp", methods=["POST"])
@@ -200,6 +247,23 @@ class AccountPages(LoginBase):
             request, "signin", "success", "two-factor sign-in turned on", user_id=found.identity.user_id
         )
         items = "".join(f"<li><code>{escape(c)}</code></li>" for c in codes)
-        body = paragraph("Two-factor sign-in is on. Keep these backup codes somewhere safe: each works once.")
-        body += f'<ul id="backup-codes">{items}</ul><p>{link("/account", "Done")}</p>'
+        body = paragraph("Two-factor sign-in is on.", "ok")
+        body += paragraph(
+            "Keep these backup codes somewhere safe: each works once, instead of a code from your app."
+        )
+        body += f'<ul class="codes" id="backup-codes">{items}</ul><p>{link("/account", "Done")}</p>'
         return self._html(request, "Two-factor sign-in", body)
+
+
+def _grouped(secret: str) -> str:
+    """A base32 key in groups of four, as authenticator apps show and take it (they ignore spaces)."""
+    return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
+
+
+def _method_words(method: str) -> str:
+    return {
+        "password": "Password",
+        "password+totp": "Password and code",
+        "session": "An earlier sign-in",
+        "cli": "kokoa connect",
+    }.get(method, method)

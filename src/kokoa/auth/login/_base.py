@@ -18,11 +18,11 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from kokoa.http._router import BadTarget, normalize_target
-from kokoa.store import create_auth_code, create_session
+from kokoa.store import Invalid, NotFound, create_auth_code, create_session, get_organization
 
 from .._gate import AccessGate
 from .._identities import SESSION, Resolved
-from .._pages import link, page, paragraph
+from .._pages import FORM_ACTION, link, page, page_csp, paragraph
 from .._ratelimit import Refusal, SignInThrottle
 from .._redirects import BadReturnURL, ReturnTo, check_return_url
 from .._sealed import Sealer
@@ -43,12 +43,12 @@ MAX_HELD = 1000
 #: The nonce hash a resource host sends with a visitor (SHA-256, hex).
 _NONCE_HASH = re.compile(r"[0-9a-f]{64}")
 
+#: Headers of every page (and its Content-Security-Policy: :func:`kokoa.auth._pages.page_csp`).
 _HEADERS = {
     b"cache-control": b"no-store",
     b"x-frame-options": b"DENY",
     b"x-content-type-options": b"nosniff",
     b"referrer-policy": b"no-referrer",
-    b"content-security-policy": b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https:",
 }
 
 
@@ -115,12 +115,23 @@ class LoginBase:
     def _form(self, request: IRequest) -> dict[str, str]:
         return read_form(request, self.gate.login_origin)
 
-    def _html(self, request: IRequest, title: str, body: str, status: int = 200) -> bytes:
+    def _html(
+        self,
+        request: IRequest,
+        title: str,
+        body: str,
+        status: int = 200,
+        *,
+        wide: bool = False,
+        form_action: str = FORM_ACTION,
+    ) -> bytes:
+        """A page (``wide``: a wider card); ``form_action``: where its forms may lead the browser."""
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         for name, value in _HEADERS.items():
             request.setHeader(name, value)
-        return page(title, body)
+        request.setHeader(b"content-security-policy", page_csp(form_action))
+        return page(title, body, wide=wide)
 
     def _redirect(self, request: IRequest, location: str) -> bytes:
         """A 302 to ``location``: a path of ours, or a URL this code built from parsed parts."""
@@ -191,6 +202,26 @@ class LoginBase:
             return None
         route = self.front.router.route(to.host, target)
         return None if route is None else route.resource
+
+    async def _signing_in_to(self, to: Destination) -> str | None:
+        """The sentence "Sign in to continue to <resource> (<organization>)." when ``to`` is on a resource's
+        host (names only, never ids; the page escapes them); None on the login host, or when no
+        resource serves that address (any more)."""
+        resource = self._resource_of(to.to)
+        if resource is None:
+            return None
+        org = await self._org_name(getattr(resource, "org_id", None))
+        where = f"{resource.name} ({org})" if org else resource.name
+        return f"Sign in to continue to {where}."
+
+    async def _org_name(self, org_id: str | None) -> str | None:
+        """An organization's name (None: no organization, as for the configuration file's resources)."""
+        if not org_id:
+            return None
+        try:
+            return (await self.store.run(get_organization, org_id)).name
+        except (NotFound, Invalid):
+            return None
 
     def _unbound(self, request: IRequest, to: Destination) -> bytes:
         """Off to the resource's host, which gives the browser its nonce cookie and sends it back

@@ -19,6 +19,9 @@ from ._base import LoginBase, app
 from ._forms import MAX_FORM_BYTES, Refused, arg
 from ._password import login_link
 
+#: Where the browser takes the code to: ``kokoa connect``'s listener on this machine (RFC 8252).
+LOOPBACK = "http://127.0.0.1:*"
+
 
 class CLIPages(LoginBase):
     def _cli_args(self, port: str | None, state: str | None) -> tuple[int, str]:
@@ -47,7 +50,8 @@ class CLIPages(LoginBase):
         body += html_form(
             "/cli", self._csrf(request), [], "Allow", {"port": str(port), "state": state}, "cli-allow"
         )
-        return self._html(request, "Sign in kokoa connect", body)
+        # The form's answer sends the browser to the program's loopback listener (plain HTTP).
+        return self._html(request, "Allow kokoa connect", body, form_action=f"'self' {LOOPBACK}")
 
     @app.route("/cli", methods=["POST"])
     def cli_allow(self, request: IRequest) -> Deferred:

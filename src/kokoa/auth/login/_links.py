@@ -6,12 +6,14 @@ from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 
 from kokoa.store import Invalid, hash_password, peek_user_token, totp_secret_of, use_password_link
+from kokoa.store._validate import PASSWORD_MIN
 
-from .._pages import form, paragraph
+from .._pages import Field, form, paragraph
 from ._base import LoginBase, app
 from ._forms import Refused, arg
 
 _GONE = "This link is unknown, used or expired. Ask for a new one."
+_HINT = f"At least {PASSWORD_MIN} characters."
 
 
 class LinkPages(LoginBase):
@@ -40,14 +42,16 @@ class LinkPages(LoginBase):
         user = await self.store.run(peek_user_token, token, purpose)
         if user is None:
             raise Refused(404, _GONE)
-        body = paragraph(error, "error") if error else paragraph(f"Choose a password for {user.email}.")
+        body = paragraph(f"Choose a password for {user.email}.")
+        body += paragraph(error, "error") if error else ""
         body += form(
             f"/{purpose}",
             self._csrf(request),
-            [("password", "New password", "password", "new-password")],
+            [Field("password", "New password", "password", "new-password", _HINT)],
             "Set the password",
             {"token": token},
             "set-password",
+            username=user.email,
         )
         return self._html(request, "Choose a password", body, status)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,7 +21,8 @@ from kokoa.store import (
 )
 
 from .._oidc import OIDCError
-from .._pages import form, link, paragraph
+from .._pages import Field, form, link, paragraph
+from .._redirects import BadReturnURL
 from .._settings import LOGIN_COOKIE
 from ._base import Destination, LoginBase, app
 from ._forms import Refused, set_cookie
@@ -60,7 +62,9 @@ class PasswordPages(LoginBase):
         found = await self._login_session(request)
         if found is not None and error is None:
             return await self._continue(request, found.session_id, found.identity.user_id, "session", to)
-        body = paragraph(error, "error") if error else ""
+        going = await self._signing_in_to(to)
+        body = f'<p class="lead" id="destination">{escape(going)}</p>' if going else ""
+        body += paragraph(error, "error") if error else ""
         body += form(
             "/login",
             self._csrf(request),
@@ -72,18 +76,25 @@ class PasswordPages(LoginBase):
             to.fields(),
             form_id="signin",
         )
-        for name, client in self.oidc.items():
-            body += (
-                "<p>"
-                + link(f"/oidc/{name}/start?{to.query()}", f"Sign in with {client.config.display_name}")
-                + "</p>"
-            )
+        if self.oidc:
+            body += '<div class="alternatives">'
+            for name, client in self.oidc.items():
+                body += link(
+                    f"/oidc/{name}/start?{to.query()}",
+                    f"Sign in with {client.config.display_name}",
+                    "button secondary",
+                )
+            body += "</div>"
         resource = self._resource_of(to.to)
         if resource is not None and resource.auth_methods:
-            body += "<hr>" + paragraph(f"No account? {resource.name} also lets you in with:")
+            body += '<h2 class="divider">No account?</h2>'
+            body += paragraph(f"{resource.name} also lets you in with:")
             labels = {"password": "its password", "pin": "its PIN", "email": "a code sent by email"}
-            for method in resource.auth_methods:
-                body += "<p>" + link(f"/resource/{method}?{to.query()}", labels[method]) + "</p>"
+            items = "".join(
+                "<li>" + link(f"/resource/{method}?{to.query()}", labels[method]) + "</li>"
+                for method in resource.auth_methods
+            )
+            body += f'<ul class="choices">{items}</ul>'
         return self._html(request, "Sign in", body, status)
 
     @app.route("/login", methods=["POST"])
@@ -119,17 +130,27 @@ class PasswordPages(LoginBase):
         return self._guard(request, self._totp_form(request))
 
     async def _totp_form(self, request: IRequest, error: str | None = None, status: int = 200) -> bytes:
-        if self._held_state(request, MFA_COOKIE, "mfa") is None:
+        state = self._held_state(request, MFA_COOKIE, "mfa")
+        if state is None:
             return self._redirect(request, "/login")
-        body = (
-            paragraph(error, "error")
-            if error
-            else paragraph("Enter the 6-digit code from your authenticator app, or a backup code.")
-        )
+        try:
+            going = await self._signing_in_to(self._destination(state.get("rd"), state.get("n")))
+        except BadReturnURL:  # (checked when the sign-in began; a host may have gone since)
+            going = None
+        body = f'<p class="lead" id="destination">{escape(going)}</p>' if going else ""
+        body += paragraph(error, "error") if error else ""
         body += form(
             "/login/totp",
             self._csrf(request),
-            [("code", "Code", "text", "one-time-code")],
+            [
+                Field(
+                    "code",
+                    "Code",
+                    "text",
+                    "one-time-code",
+                    "The 6-digit code from your authenticator app, or one of your backup codes.",
+                )
+            ],
             "Continue",
             form_id="totp",
         )
@@ -207,7 +228,7 @@ class PasswordPages(LoginBase):
             return self._html(
                 request,
                 "Signed out",
-                paragraph("You are signed out.") + "<p>" + link("/login", "Sign in again") + "</p>",
+                paragraph("You are signed out.", "ok") + "<p>" + link("/login", "Sign in again") + "</p>",
             )
 
         return self._guard(request, show())
@@ -231,7 +252,7 @@ class PasswordPages(LoginBase):
         found = await self._login_session(request)
         if found is None:
             return self._redirect(request, login_link("/account"))
-        return self._html(request, "Your account", await self._account(request, found))
+        return self._html(request, "Your account", await self._account(request, found), wide=True)
 
 
 def login_link(rd: str) -> str:

@@ -4,6 +4,7 @@ to an allowed address. The sign-in reaches that resource only (a resource-scoped
 from __future__ import annotations
 
 from datetime import timedelta
+from html import escape
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -21,13 +22,17 @@ from kokoa.store import (
 )
 from kokoa.store._validate import email as check_email
 
-from .._pages import form, paragraph
+from .._pages import Field, form, paragraph
 from ._base import Destination, LoginBase, app
 from ._forms import Refused
 
 log = Logger()
 
-_LABELS = {"password": "Password", "pin": "PIN"}
+#: The input of each of a resource's own secrets (a PIN is digits: a phone shows its number pad).
+_SECRETS = {
+    "password": Field("secret", "Password", "password", "current-password"),
+    "pin": Field("secret", "PIN", "password", "off", inputmode="numeric"),
+}
 
 
 class ResourcePages(LoginBase):
@@ -61,7 +66,9 @@ class ResourcePages(LoginBase):
             to = self._asked_destination(request)
         resource = self._resource_for(to, method)
         csrf = self._csrf(request)
-        body = paragraph(error, "error") if error else ""
+        going = await self._signing_in_to(to)
+        body = f'<p class="lead" id="destination">{escape(going)}</p>' if going else ""
+        body += paragraph(error, "error") if error else ""
         if method == "email":
             body += paragraph(f"We will send a code to your address if it may reach {resource.name}.")
             body += form(
@@ -76,7 +83,7 @@ class ResourcePages(LoginBase):
             body += form(
                 f"/resource/{method}?{to.query()}",
                 csrf,
-                [("secret", _LABELS[method], "password", "off")],
+                [_SECRETS[method]],
                 "Continue",
                 to.fields(),
                 "resource-secret",
@@ -142,7 +149,7 @@ class ResourcePages(LoginBase):
         body += form(
             "/resource-code",
             self._csrf(request),
-            [("code", "Code", "text", "one-time-code")],
+            [Field("code", "Code", "text", "one-time-code", "The 6-digit code in the email.", "numeric")],
             "Continue",
             {**to.fields(), "email": address},
             "email-verify",
