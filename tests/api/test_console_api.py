@@ -342,11 +342,12 @@ async def test_the_launcher_lists_what_the_policy_engine_lets_the_user_open(cons
     assert by_name["wild"]["url"] is None
     assert by_name["ssh"]["address"] == "gw.example:2222" and by_name["ssh"]["public"] is True
     assert ssh["id"] == by_name["ssh"]["id"]
-    # an Admin sees every enabled resource of the organization; a user of two organizations both
+    # an Admin is not let in by the gate without a grant: the launcher lists what the gate would let
+    # them open (public ones), not every resource; a user of two organizations sees both
     ada = await console.user(org, "ada@example.com", "Admin")
     await console.join(other, ada, "Member")
     everything = {i["name"] for i in (await console.as_user(ada, "GET", "/me/resources")).json["items"]}
-    assert everything == {"wiki", "mine", "team", "open", "walled", "wild", "ssh"}
+    assert everything == {"open", "ssh"}
     await make(console, f"/orgs/{other}/resources/{theirs}/grants", {"user_id": ada.id})
     items = (await console.as_user(ada, "GET", "/me/resources")).json["items"]
     assert {(i["org_name"], i["name"]) for i in items if i["org_id"] == other} == {("Globex", "wiki")}

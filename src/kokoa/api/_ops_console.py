@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from kokoa import store as st
 from kokoa.policy import Identity, PolicySet
 
-from ._auth import WRITER_ROLES, Principal
+from ._auth import Principal
 from ._call import Call, Reply, ok
 from ._problems import FieldError, Problem, invalid, not_found, unavailable
 from ._sse import Event, Push, Stream
@@ -135,7 +135,7 @@ def _launcher(
     if identity is None:
         return []
     items: list[dict[str, Any]] = []
-    for org_id, role in orgs:
+    for org_id, _role in orgs:
         org = st.get_organization(conn, org_id)
         config = st.load_org_config(conn, org_id)
         policies = PolicySet.build(
@@ -147,7 +147,7 @@ def _launcher(
         for resource in config.resources:
             if not resource.enabled:
                 continue
-            if role not in WRITER_ROLES and not _may_open(policies, resource, identity, client_address):
+            if not _may_open(policies, resource, identity, client_address):
                 continue
             entry = launcher_entry(org, resource, public_host, https_port)
             if entry is not None:
@@ -157,8 +157,9 @@ def _launcher(
 
 async def list_my_resources(call: Call) -> Reply:
     """The resources the caller may open, over all their organizations, decided by the gateway's policy
-    engine (grants to them or their roles, public resources, rules for the caller's address); Owners
-    and Admins see every enabled resource of their organizations. An organization's API key made for
+    engine (grants to them or their roles, public resources, rules for the caller's address), exactly
+    as the gate will decide when they open it: an Owner without a grant sees no protected resource,
+    since the gate would refuse it. An organization's API key made for
     a member sees what that member sees in the key's organization; other keys see nothing."""
     principal = call.principal
     assert principal is not None
