@@ -47,6 +47,20 @@ export function useForm(initial = {}) {
   return { values, set, setValues, errors, setErrors, problem, busy, submit, clear, ref, shown };
 }
 
+/** The errors of a field, with those of its items (auth_email_allow[2], tags.0) and parts (health_check.path). */
+export function errorOf(errors, name) {
+  const parts = [];
+  for (const [field, message] of Object.entries(errors)) {
+    if (field === name) parts.unshift(message);
+    else if (field.startsWith(`${name}.`) || field.startsWith(`${name}[`)) {
+      const rest = field.slice(name.length).replace(/^\./, "");
+      const item = /^\[?(\d+)\]?$/.exec(rest);
+      parts.push(`${item ? `Item ${Number(item[1]) + 1}` : rest}: ${message}`);
+    }
+  }
+  return parts.length ? parts.join(" ") : null;
+}
+
 function describedBy(...ids) {
   const list = ids.filter(Boolean).join(" ");
   return list || undefined;
@@ -59,7 +73,7 @@ function describedBy(...ids) {
 export function Field({ form, name, label, type = "text", hint, options = [], required, ...rest }) {
   const id = useId();
   form.shown.add(name);
-  const error = form.errors[name];
+  const error = errorOf(form.errors, name);
   const errorId = error ? `${id}-error` : null;
   const hintId = hint ? `${id}-hint` : null;
   const common = {
@@ -97,7 +111,8 @@ export function Field({ form, name, label, type = "text", hint, options = [], re
 export function FormErrors({ form }) {
   const problem = form.problem;
   if (!problem) return null;
-  const others = Object.entries(form.errors).filter(([name]) => !form.shown.has(name));
+  const taken = (field) => [...form.shown].some((name) => errorOf({ [field]: 1 }, name));
+  const others = Object.entries(form.errors).filter(([name]) => !taken(name));
   const general = [...problem.general, ...others.map(([name, message]) => `${name}: ${message}`)];
   const named = Object.keys(form.errors).length - others.length;
   return html`<div class="notice error form-errors" role="alert" tabindex="-1">
@@ -116,4 +131,21 @@ export function Form({ form, onSubmit, submit = "Save", children, label, seconda
       ${secondary}
     </div>
   </form>`;
+}
+
+/** A group of radio buttons (a fieldset with its legend) bound to form.values[name]. */
+export function Radios({ form, name, legend, options, hint }) {
+  const id = useId();
+  form.shown.add(name);
+  const error = errorOf(form.errors, name);
+  return html`<fieldset class="radios" aria-describedby=${describedBy(hint ? `${id}-hint` : null, error ? `${id}-error` : null)}>
+    <legend>${legend}</legend>
+    ${hint ? html`<p class="hint" id=${`${id}-hint`}>${hint}</p>` : null}
+    ${options.map(([value, label, detail], i) => html`<div class="field check">
+      <input type="radio" id=${`${id}-${i}`} name=${`${id}-${name}`} checked=${form.values[name] === value}
+        aria-invalid=${error ? "true" : undefined} onChange=${() => form.set(name, value)} />
+      <label for=${`${id}-${i}`}>${label}</label>${detail ? html`<p class="hint">${detail}</p>` : null}
+    </div>`)}
+    ${error ? html`<p class="field-error" id=${`${id}-error`}>${error}</p>` : null}
+  </fieldset>`;
 }

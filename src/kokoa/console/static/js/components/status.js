@@ -13,7 +13,8 @@ export function Health({ target }) {
   if (!target.online) return html`<${Badge} kind="bad">site offline<//>`;
   if (target.healthy === true) return html`<${Badge} kind="ok">healthy<//>`;
   if (target.healthy === false) return html`<${Badge} kind="bad" title=${target.detail ?? ""}>unhealthy<//>`;
-  return html`<${Badge} kind="warn">no health report<//>`;
+  // No report: the target has no health check, or its edge has not checked it yet.
+  return html`<${Badge} kind="ok" title="its site is online; no health report (no check, or none yet)">site online<//>`;
 }
 
 const OUTCOME_KIND = { allow: "ok", success: "ok", deny: "bad", failure: "bad", authenticate: "warn" };
@@ -57,3 +58,9 @@ export const PageHead = ({ title, children, lead }) => html`<div class="page-hea
   <h1 tabindex="-1" id="page-title">${title}</h1>
   ${children ? html`<div class="page-actions">${children}</div>` : null}
 </div>${lead ? html`<p class="lead">${lead}</p>` : null}`;
+
+/** Whether a resource is public or protected, and its own password or PIN. */
+export function AccessBadges({ resource }) {
+  return html`${resource.public ? html`<${Badge} kind="warn">public<//>` : html`<${Badge} kind="ok">protected<//>`}
+    ${resource.has_password ? html` <${Badge}>password<//>` : null}${resource.has_pin ? html` <${Badge}>PIN<//>` : null}`;
+}

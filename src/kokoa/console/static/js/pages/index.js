@@ -2,10 +2,12 @@
 // Admins only (others are sent to the launcher).
 import { Dashboard } from "./dashboard.js";
 import { Launcher } from "./launcher.js";
+import { Resources } from "./resources.js";
 import { Sites } from "./sites.js";
 
 export const PAGES = {
   dashboard: { title: "Dashboard", component: Dashboard, managers: true },
   sites: { title: "Sites", component: Sites, managers: true },
+  resources: { title: "Resources", component: Resources, managers: true },
   launcher: { title: "Your resources", component: Launcher },
 };
