@@ -2,6 +2,7 @@
 // Admins only (others are sent to the launcher).
 import { Dashboard } from "./dashboard.js";
 import { Launcher } from "./launcher.js";
+import { People } from "./people.js";
 import { Resources } from "./resources.js";
 import { Sites } from "./sites.js";
 
@@ -9,5 +10,6 @@ export const PAGES = {
   dashboard: { title: "Dashboard", component: Dashboard, managers: true },
   sites: { title: "Sites", component: Sites, managers: true },
   resources: { title: "Resources", component: Resources, managers: true },
+  people: { title: "People", component: People, managers: true },
   launcher: { title: "Your resources", component: Launcher },
 };
