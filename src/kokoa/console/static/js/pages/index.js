@@ -2,6 +2,7 @@
 // Admins only (others are sent to the launcher).
 import { Dashboard } from "./dashboard.js";
 import { Launcher } from "./launcher.js";
+import { Logs } from "./logs.js";
 import { People } from "./people.js";
 import { Resources } from "./resources.js";
 import { Sites } from "./sites.js";
@@ -11,5 +12,6 @@ export const PAGES = {
   sites: { title: "Sites", component: Sites, managers: true },
   resources: { title: "Resources", component: Resources, managers: true },
   people: { title: "People", component: People, managers: true },
+  logs: { title: "Logs", component: Logs, managers: true },
   launcher: { title: "Your resources", component: Launcher },
 };
