@@ -31,7 +31,7 @@ def test_a_member_sees_the_launcher_only(d: IdentityDeployment, context: Browser
     expect(opener).to_have_attribute("href", d.url("app.localhost", "/"))
     checked(page, "the launcher of a member", "launcher")
     # the pages of Owners and Admins send her back to the launcher (the API would refuse her anyway)
-    for hidden in ("dashboard", "sites"):
+    for hidden in ("dashboard", "sites", "resources", "people", "logs", "inspector"):
         page.goto(f"{d.login}/#/{d.org}/{hidden}")
         expect(page).to_have_url(f"{d.login}/#/{d.org}/launcher")
     # and she opens the resource from it (signed in to the login host already: no password asked)

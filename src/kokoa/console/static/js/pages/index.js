@@ -1,6 +1,7 @@
 // Every page of the console by the name in its route (#/<org>/<name>/...). `managers`: Owners and
 // Admins only (others are sent to the launcher).
 import { Dashboard } from "./dashboard.js";
+import { Inspector } from "./inspector.js";
 import { Launcher } from "./launcher.js";
 import { Logs } from "./logs.js";
 import { People } from "./people.js";
@@ -13,5 +14,6 @@ export const PAGES = {
   resources: { title: "Resources", component: Resources, managers: true },
   people: { title: "People", component: People, managers: true },
   logs: { title: "Logs", component: Logs, managers: true },
+  inspector: { title: "Inspector", component: Inspector, managers: true },
   launcher: { title: "Your resources", component: Launcher },
 };
