@@ -71,6 +71,7 @@ def test_health_requests_and_sign_ins_live(
         {"priority": 1, "action": "deny", "path": "/no*"},
     )
     wait_for(lambda: d.get("checked.localhost", "/no")[0] == 403, "the rule")
+    page.wait_for_timeout(1500)  # the refusals of the wait above reach the page first
     before = stat(page, "Denials, last hour")
     d.get("checked.localhost", "/nope")
     expect(page.locator(".stat").filter(has_text="Denials, last hour").locator(".value")).to_have_text(

@@ -63,7 +63,12 @@ export function useOverview(orgId, onEvent) {
       onEvent?.("changed", data, null);
       // The configuration changed: read the picture again (once for a burst of changes).
       clearTimeout(refetch.current);
-      refetch.current = setTimeout(() => get(orgPath(orgId, "/overview")).then(setOverview, setError), 150);
+      // Only the configuration's part is taken: the last hour's numbers and sign-ins stay as the live
+      // events made them (the store's copy of the access log lags them by a second or so).
+      refetch.current = setTimeout(() => get(orgPath(orgId, "/overview")).then(
+        (fresh) => setOverview((old) => (old ? { ...old, sites: fresh.sites, resources: fresh.resources } : fresh)),
+        setError,
+      ), 150);
     },
   });
   return { overview, state, error };

@@ -7,6 +7,7 @@ import { useDirectory } from "../directory.js";
 import { isoFromLocal, time, when } from "../format.js";
 import { Field, Form, useForm } from "./form.js";
 import { Badge, Failed, Loading, Outcome, useLoad } from "./status.js";
+import { TableWrap } from "./table-wrap.js";
 
 const KINDS = ["request", "connect", "signin", "signout", "share"];
 const OUTCOMES = ["allow", "deny", "authenticate", "success", "failure"];
@@ -103,12 +104,12 @@ export function AccessLog({ org }) {
       ${tail ? html`<${Badge} kind=${state === "live" ? "ok" : "warn"}>${state === "live" ? "live" : "connecting…"}<//>` : null}
     </div>
     ${error ? html`<${Failed} error=${error} />` : null}
-    ${rows === null ? html`<${Loading} />` : rows.length === 0 ? html`<p class="empty">No entry matches.</p>` : html`<div class="table-wrap"><table class="access-log">
+    ${rows === null ? html`<${Loading} />` : rows.length === 0 ? html`<p class="empty">No entry matches.</p>` : html`<${TableWrap} label="Access log"><table class="access-log">
       <caption class="visually-hidden">Access log, newest first</caption>
       <thead><tr><th scope="col">Time</th><th scope="col">Outcome</th><th scope="col">Kind</th><th scope="col">Resource</th><th scope="col">Who</th>
         <th scope="col" class="hide-narrow">Request</th><th scope="col" class="hide-narrow">From</th><th scope="col" class="hide-narrow">Why</th></tr></thead>
       <tbody>${rows.map((entry) => html`<${Row} key=${entry.live || entry.id} entry=${entry} resourceName=${resourceName} people=${people} />`)}</tbody>
-    </table></div>`}
+    </table><//>`}
     ${cursor ? html`<div class="actions"><button type="button" class="secondary" onClick=${() => load(filters, cursor).catch(setError)}>Load older entries</button></div>` : null}
   </section>`;
 }

@@ -6,6 +6,7 @@ import { Field, Form, useForm } from "./form.js";
 import { ShownOnce } from "./copy.js";
 import { useConfirm } from "./dialog.js";
 import { Badge, Failed, Loading, announce, useLoad } from "./status.js";
+import { TableWrap } from "./table-wrap.js";
 
 const SCOPES = [["read", "Read (GET only)"], ["write", "Read and write"]];
 
@@ -50,7 +51,7 @@ export function ApiKeys({ org, people }) {
       <button type="button" class="secondary" onClick=${() => setMade(null)}>Done</button>
     <//>` : null}
     ${keys.data && !active.length ? html`<p class="empty">No API key.</p>` : null}
-    ${active.length ? html`<div class="table-wrap"><table>
+    ${active.length ? html`<${TableWrap} label="API keys"><table class="stack">
       <thead><tr><th scope="col">Key</th><th scope="col">Scopes</th><th scope="col" class="hide-narrow">Acts for</th><th scope="col" class="hide-narrow">Last used</th><th scope="col" class="hide-narrow">Expires</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody>${active.map((k) => html`<tr data-key=${k.id}>
         <th scope="row">${k.name} <code class="small muted">${k.prefix}…</code></th>
@@ -59,7 +60,7 @@ export function ApiKeys({ org, people }) {
         <td class="hide-narrow">${k.last_used_at ? when(k.last_used_at) : "never"}</td>
         <td class="hide-narrow">${k.expires_at ? when(k.expires_at) : "never"}</td>
         <td class="actions-cell"><button type="button" class="danger" onClick=${() => revoke(k)}>Revoke<span class="visually-hidden"> ${k.name}</span></button></td>
-      </tr>`)}</tbody></table></div>` : null}
+      </tr>`)}</tbody></table><//>` : null}
     <h3>Create an API key</h3>
     <${Form} form=${form} onSubmit=${create} submit="Create key" label="Create an API key">
       <div class="grid-2">

@@ -5,6 +5,7 @@ import { useDirectory } from "../directory.js";
 import { isoFromLocal, when } from "../format.js";
 import { Field, Form, useForm } from "./form.js";
 import { Failed, Loading } from "./status.js";
+import { TableWrap } from "./table-wrap.js";
 
 const PAGE = 50;
 
@@ -63,11 +64,11 @@ export function AuditLog({ org }) {
       <//>
     </details>
     ${error ? html`<${Failed} error=${error} />` : null}
-    ${rows === null ? html`<${Loading} />` : rows.length === 0 ? html`<p class="empty">No entry matches.</p>` : html`<div class="table-wrap"><table class="audit-log">
+    ${rows === null ? html`<${Loading} />` : rows.length === 0 ? html`<p class="empty">No entry matches.</p>` : html`<${TableWrap} label="Audit log"><table class="audit-log">
       <caption class="visually-hidden">Audit log, newest first</caption>
       <thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">Action</th><th scope="col" class="hide-narrow">Object</th><th scope="col" class="hide-narrow">From</th><th scope="col">Details</th></tr></thead>
       <tbody>${rows.map((entry) => html`<${Entry} key=${entry.id} entry=${entry} people=${people} />`)}</tbody>
-    </table></div>`}
+    </table><//>`}
     ${cursor ? html`<div class="actions"><button type="button" class="secondary" onClick=${() => load(filters, cursor).catch(setError)}>Load older entries</button></div>` : null}
   </section>`;
 }

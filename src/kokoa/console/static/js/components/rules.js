@@ -5,6 +5,7 @@ import { all, del, org as orgPath, patch, post } from "../api.js";
 import { Field, Form, useForm } from "./form.js";
 import { useConfirm } from "./dialog.js";
 import { Badge, Failed, Loading, announce, useLoad } from "./status.js";
+import { TableWrap } from "./table-wrap.js";
 
 const ACTIONS = [["allow", "Allow"], ["deny", "Deny"], ["bypass", "Bypass sign-in"]];
 const ACTION_KIND = { allow: "ok", deny: "bad", bypass: "warn" };
@@ -108,7 +109,7 @@ export function Rules({ org, resource }) {
     ${rules.loading ? html`<${Loading} />` : null}
     ${rules.error || error ? html`<${Failed} error=${rules.error ?? error} />` : null}
     ${rules.data && !list.length ? html`<p class="empty">No rule: the resource's default decides.</p>` : null}
-    ${list.length ? html`<div class="table-wrap"><table class="rules">
+    ${list.length ? html`<${TableWrap} label="Rules"><table class="rules stack">
       <thead><tr><th scope="col">Order</th><th scope="col">Action</th><th scope="col">Matches</th><th scope="col" class="num hide-narrow">Priority</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody>${list.map((r, i) => html`<tr data-rule=${r.id} class=${decided === r.id ? "selected" : ""}>
         <td>${i + 1}${decided === r.id ? html` <${Badge} kind="warn">decides the test<//>` : null}</td>
@@ -124,7 +125,7 @@ export function Rules({ org, resource }) {
       </tr>
       ${editing === r.id ? html`<tr><td colspan="5"><${RuleForm} org=${org} resource=${resource} rule=${r} label=${`Edit rule ${i + 1}`}
         done=${(saved) => { setEditing(null); if (saved) rules.reload(); }} /></td></tr>` : null}`)}</tbody>
-    </table></div>` : null}
+    </table><//>` : null}
     <h3>Add a rule</h3>
     ${rules.data ? html`<${RuleForm} org=${org} resource=${resource} next=${next} label="Add a rule" done=${() => rules.reload()} />` : null}
     <${Tester} org=${org} resource=${resource} onResult=${(r) => setDecided(r.rule?.id ?? null)} />

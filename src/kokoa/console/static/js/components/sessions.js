@@ -3,6 +3,7 @@ import { html, useState } from "../html.js";
 import { all, del, org as orgPath, post } from "../api.js";
 import { ago, when } from "../format.js";
 import { Failed, Loading, announce, useLoad } from "./status.js";
+import { TableWrap } from "./table-wrap.js";
 
 export function Sessions({ org, userId, name }) {
   const base = orgPath(org.id, `/users/${userId}/sessions`);
@@ -24,7 +25,7 @@ export function Sessions({ org, userId, name }) {
     ${sessions.loading ? html`<${Loading} />` : null}
     ${sessions.error || error ? html`<${Failed} error=${sessions.error ?? error} />` : null}
     ${sessions.data && !live.length ? html`<p class="empty">No active session.</p>` : null}
-    ${live.length ? html`<div class="table-wrap"><table>
+    ${live.length ? html`<${TableWrap} label="Sessions"><table class="stack">
       <thead><tr><th scope="col">Signed in</th><th scope="col">Where</th><th scope="col">Last seen</th><th scope="col" class="hide-narrow">From</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody>${live.map((s) => html`<tr data-session=${s.id}>
         <td><time datetime=${s.created_at} title=${when(s.created_at)}>${ago(s.created_at)}</time> <span class="muted small">by ${s.method}</span></td>
@@ -33,7 +34,7 @@ export function Sessions({ org, userId, name }) {
         <td class="hide-narrow"><code>${s.source_address ?? ""}</code> <span class="muted small">${s.user_agent ?? ""}</span></td>
         <td class="actions-cell"><button type="button" class="danger" onClick=${() => act(() => del(`${base}/${s.id}`), "Session ended.")}
           aria-label=${`End the session on ${s.kind === "login" ? "the login host" : s.host ?? "a resource"} from ${ago(s.created_at)}`}>End</button></td>
-      </tr>`)}</tbody></table></div>
+      </tr>`)}</tbody></table><//>
       <div class="actions"><button type="button" class="danger" onClick=${() => act(async () => {
         const { revoked } = await post(`${base}/revoke`);
         return revoked;

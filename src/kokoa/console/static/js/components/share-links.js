@@ -6,6 +6,7 @@ import { isoFromLocal, when } from "../format.js";
 import { Field, Form, useForm } from "./form.js";
 import { ShownOnce } from "./copy.js";
 import { Badge, Failed, Loading, announce, useLoad } from "./status.js";
+import { TableWrap } from "./table-wrap.js";
 
 /** https://<hostname>[:port] of an HTTP resource (the login host's HTTPS port is the resources' too). */
 export function resourceOrigin(resource) {
@@ -58,7 +59,7 @@ export function ShareLinks({ org, resource }) {
         text=${origin ? `${origin}/.kokoa/share/${made.token}` : `/.kokoa/share/${made.token}`}>
       <button type="button" class="secondary" onClick=${() => setMade(null)}>Done</button>
     <//>` : null}
-    ${links.data?.length ? html`<div class="table-wrap"><table>
+    ${links.data?.length ? html`<${TableWrap} label="Share links"><table class="stack">
       <thead><tr><th scope="col">Name</th><th scope="col">State</th><th scope="col" class="num">Uses</th><th scope="col" class="hide-narrow">Expires</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody>${links.data.map((l) => html`<tr data-link=${l.id}>
         <th scope="row">${l.name} <code class="small muted">${l.prefix}…</code></th>
@@ -69,7 +70,7 @@ export function ShareLinks({ org, resource }) {
           ${l.revoked_at ? null : html`<button type="button" class="secondary" onClick=${() => act(() => post(`${base}/${l.id}/revoke`), `Share link ${l.name} revoked.`)}>Revoke<span class="visually-hidden"> ${l.name}</span></button>`}
           <button type="button" class="danger" onClick=${() => act(() => del(`${base}/${l.id}`), `Share link ${l.name} deleted.`)}>Delete<span class="visually-hidden"> ${l.name}</span></button>
         </td>
-      </tr>`)}</tbody></table></div>` : links.data ? html`<p class="empty">No share link.</p>` : null}
+      </tr>`)}</tbody></table><//>` : links.data ? html`<p class="empty">No share link.</p>` : null}
     <h3>Create a share link</h3>
     <${Form} form=${form} onSubmit=${create} submit="Create link" label="Create a share link">
       <div class="grid-2">

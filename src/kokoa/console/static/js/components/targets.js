@@ -6,6 +6,7 @@ import { useOverview } from "../overview.js";
 import { Field, Form, useForm } from "./form.js";
 import { useConfirm } from "./dialog.js";
 import { Failed, Health, Loading, announce, useLoad } from "./status.js";
+import { TableWrap } from "./table-wrap.js";
 
 const SCHEMES = { http: ["http", "https"], tcp: ["tcp"], udp: ["udp"] };
 
@@ -105,7 +106,7 @@ export function Targets({ org, resource }) {
     ${targets.loading || sites.loading ? html`<${Loading} />` : null}
     ${targets.error || error ? html`<${Failed} error=${targets.error ?? error} />` : null}
     ${targets.data && !targets.data.length ? html`<p class="empty">No target: the resource has nowhere to send traffic.</p>` : null}
-    ${targets.data?.length ? html`<div class="table-wrap"><table>
+    ${targets.data?.length ? html`<${TableWrap} label="Targets"><table class="stack">
       <thead><tr><th scope="col">Target</th><th scope="col">Site</th><th scope="col" class="num hide-narrow">Weight</th><th scope="col">Health</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody>${targets.data.map((t) => html`<tr data-target=${t.id}>
         <th scope="row"><code>${where(t)}</code></th>
@@ -120,7 +121,7 @@ export function Targets({ org, resource }) {
       </tr>
       ${editing === t.id ? html`<tr><td colspan="5"><${TargetForm} org=${org} resource=${resource} target=${t} sites=${sites.data ?? []} label=${`Edit the target ${where(t)}`}
         done=${(saved) => { setEditing(null); if (saved) targets.reload(); }} /></td></tr>` : null}`)}</tbody>
-    </table></div>` : null}
+    </table><//>` : null}
     <h3>Add a target</h3>
     ${sites.data ? html`<${TargetForm} org=${org} resource=${resource} sites=${sites.data} label="Add a target" done=${() => targets.reload()} />` : null}
     ${dialog}

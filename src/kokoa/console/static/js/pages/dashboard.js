@@ -6,6 +6,7 @@ import { useOverview } from "../overview.js";
 import { STATE_TEXT } from "../events.js";
 import { address, ago, count, ms, when } from "../format.js";
 import { Failed, Health, Loading, Online, Outcome, PageHead, announce } from "../components/status.js";
+import { TableWrap } from "../components/table-wrap.js";
 
 function announceSite(name, data, before) {
   if (name !== "site" || !before) return;
@@ -40,13 +41,13 @@ export function Tunnels({ site }) {
 
 function Sites({ org, sites }) {
   return html`<section aria-labelledby="dash-sites"><h2 id="dash-sites">Sites</h2>
-    ${sites.length ? html`<div class="table-wrap"><table>
+    ${sites.length ? html`<${TableWrap} label="Sites"><table>
       <thead><tr><th scope="col">Site</th><th scope="col">State</th><th scope="col">Tunnels</th></tr></thead>
       <tbody>${sites.map((s) => html`<tr data-site=${s.id}>
         <th scope="row"><a href=${href(org.id, "sites")}>${s.name}</a></th>
         <td><${Online} online=${s.online} enabled=${s.enabled} /></td>
         <td><${Tunnels} site=${s} /></td>
-      </tr>`)}</tbody></table></div>`
+      </tr>`)}</tbody></table><//>`
       : html`<p class="empty">No site yet. <a href=${href(org.id, "sites")}>Add a site</a> and run its edge.</p>`}
   </section>`;
 }
@@ -55,23 +56,23 @@ function Resources({ org, overview }) {
   const numbers = Object.fromEntries(overview.last_hour.by_resource.map((r) => [r.resource_id, r]));
   const siteName = Object.fromEntries(overview.sites.map((s) => [s.id, s.name]));
   return html`<section aria-labelledby="dash-resources"><h2 id="dash-resources">Resources</h2>
-    ${overview.resources.length ? html`<div class="table-wrap"><table>
+    ${overview.resources.length ? html`<${TableWrap} label="Resources"><table>
       <thead><tr><th scope="col">Resource</th><th scope="col">Address</th><th scope="col">Targets</th>
-        <th scope="col" class="num">Requests</th><th scope="col" class="num">Denials</th></tr></thead>
+        <th scope="col" class="num hide-narrow">Requests</th><th scope="col" class="num hide-narrow">Denials</th></tr></thead>
       <tbody>${overview.resources.map((r) => html`<tr data-resource=${r.id}>
         <th scope="row"><a href=${href(org.id, "resources", r.id)}>${r.name}</a>${r.enabled ? "" : html` <span class="badge">disabled</span>`}</th>
         <td><code>${address(r)}</code></td>
         <td>${r.targets.length ? html`<ul class="targets">${r.targets.map((t) => html`<li><code>${t.target}</code> <span class="muted small">at ${siteName[t.site_id] ?? "?"}</span> <${Health} target=${t} /></li>`)}</ul>` : html`<span class="muted">none</span>`}</td>
-        <td class="num">${count(numbers[r.id]?.requests)}</td>
-        <td class="num">${count(numbers[r.id]?.denials)}</td>
-      </tr>`)}</tbody></table></div>`
+        <td class="num hide-narrow">${count(numbers[r.id]?.requests)}</td>
+        <td class="num hide-narrow">${count(numbers[r.id]?.denials)}</td>
+      </tr>`)}</tbody></table><//>`
       : html`<p class="empty">No resource yet. <a href=${href(org.id, "resources", "new")}>Add a resource</a>.</p>`}
   </section>`;
 }
 
 function SignIns({ signins }) {
   return html`<section aria-labelledby="dash-signins"><h2 id="dash-signins">Recent sign-ins</h2>
-    ${signins.length ? html`<div class="table-wrap"><table>
+    ${signins.length ? html`<${TableWrap} label="Recent sign-ins"><table>
       <thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">Outcome</th><th scope="col" class="hide-narrow">How</th><th scope="col" class="hide-narrow">From</th></tr></thead>
       <tbody>${signins.map((e) => html`<tr>
         <td><time datetime=${e.at} title=${when(e.at)}>${ago(e.at)}</time></td>
@@ -79,7 +80,7 @@ function SignIns({ signins }) {
         <td><${Outcome} outcome=${e.outcome} /></td>
         <td class="hide-narrow">${e.reason}</td>
         <td class="hide-narrow"><code>${e.client_address ?? ""}</code></td>
-      </tr>`)}</tbody></table></div>` : html`<p class="empty">No sign-in yet.</p>`}
+      </tr>`)}</tbody></table><//>` : html`<p class="empty">No sign-in yet.</p>`}
   </section>`;
 }
 

@@ -6,6 +6,7 @@ import { href } from "../router.js";
 import { useEvents } from "../events.js";
 import { bytes, ms, time, when } from "../format.js";
 import { Badge, Failed, Loading, PageHead, useLoad } from "../components/status.js";
+import { TableWrap } from "../components/table-wrap.js";
 
 const MAX_ROWS = 500;
 const DECISION_KIND = { allow: "ok", bypass: "warn", deny: "bad", authenticate: "warn" };
@@ -62,7 +63,7 @@ function Watch({ org, resource, sites }) {
       <button type="button" class="secondary" onClick=${() => { setRows([]); setChosen(null); }}>Clear</button>
     </div>
     <div class="inspector-layout">
-      <div class="table-wrap">${rows.length ? html`<table class="inspector-table">
+      <${TableWrap} label="Requests">${rows.length ? html`<table class="inspector-table">
         <caption class="visually-hidden">Requests to ${resource.name}, newest first</caption>
         <thead><tr><th scope="col">Time</th><th scope="col">Request</th><th scope="col">Status</th><th scope="col" class="num">Duration</th>
           <th scope="col" class="num hide-narrow">Bytes in/out</th><th scope="col" class="hide-narrow">Who</th><th scope="col" class="hide-narrow">Rule</th><th scope="col" class="hide-narrow">Target</th></tr></thead>
@@ -77,7 +78,7 @@ function Watch({ org, resource, sites }) {
           <td class="hide-narrow"><${Badge} kind=${DECISION_KIND[e.decision] ?? ""}>${e.decision ?? "—"}<//> <span class="small">${ruleText(e.rule)}</span></td>
           <td class="hide-narrow">${e.target ? html`<code>${e.target.target}</code>` : "—"}</td>
         </tr>`)}</tbody>
-      </table>` : html`<p class="empty">Waiting for requests to ${resource.name}…</p>`}</div>
+      </table>` : html`<p class="empty">Waiting for requests to ${resource.name}…</p>`}<//>
       ${selected ? html`<${Details} entry=${selected} siteName=${siteName} close=${() => setChosen(null)} />` : null}
     </div>`;
 }

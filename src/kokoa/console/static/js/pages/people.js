@@ -10,6 +10,7 @@ import { useConfirm } from "../components/dialog.js";
 import { Sessions } from "../components/sessions.js";
 import { ApiKeys } from "../components/api-keys.js";
 import { Badge, Failed, Loading, PageHead, announce } from "../components/status.js";
+import { TableWrap } from "../components/table-wrap.js";
 
 /** A one-time link of the login host (an invitation, a password reset) as people open it. */
 const loginLink = (path) => `${location.origin}${path}`;
@@ -66,7 +67,7 @@ function Members({ org, people, shown }) {
   });
   return html`<section class="card" aria-labelledby="members-title"><h2 id="members-title">Members</h2>
     ${error ? html`<${Failed} error=${error} />` : null}
-    <div class="table-wrap"><table>
+    <${TableWrap} label="Members"><table class="stack">
       <thead><tr><th scope="col">Member</th><th scope="col">Role</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody>${people.members.map((m) => {
         const name = people.name(m.user_id);
@@ -85,7 +86,7 @@ function Members({ org, people, shown }) {
         </tr>
         ${open === m.user_id ? html`<tr><td colspan="3"><${Sessions} org=${org} userId=${m.user_id} name=${name} /></td></tr>` : null}`;
       })}</tbody>
-    </table></div>
+    </table><//>
     ${dialog}
   </section>`;
 }

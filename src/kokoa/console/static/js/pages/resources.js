@@ -8,6 +8,7 @@ import { address } from "../format.js";
 import { AccessBadges, Badge, Failed, Health, Loading, PageHead, useLoad } from "../components/status.js";
 import { NewResource } from "./resource-new.js";
 import { ResourcePage } from "./resource.js";
+import { TableWrap } from "../components/table-wrap.js";
 
 function ResourceList({ org }) {
   const list = useLoad(() => all(orgPath(org.id, "/resources")), [org.id]);
@@ -21,7 +22,7 @@ function ResourceList({ org }) {
     ${list.loading ? html`<${Loading} />` : null}
     ${list.error ? html`<${Failed} error=${list.error} />` : null}
     ${list.data && !list.data.length ? html`<p class="empty">No resource yet.</p>` : null}
-    ${list.data?.length ? html`<div class="table-wrap"><table>
+    ${list.data?.length ? html`<${TableWrap} label="Resources"><table>
       <thead><tr><th scope="col">Resource</th><th scope="col">Kind</th><th scope="col">Address</th><th scope="col">Access</th><th scope="col" class="hide-narrow">Targets</th></tr></thead>
       <tbody>${list.data.map((r) => html`<tr data-resource=${r.id}>
         <th scope="row"><a href=${href(org.id, "resources", r.id)}>${r.name}</a>${r.enabled ? null : html` <${Badge}>disabled<//>`}</th>
@@ -32,7 +33,7 @@ function ResourceList({ org }) {
           ? html`<ul class="targets">${targets[r.id].map((t) => html`<li><code>${t.target}</code> <${Health} target=${t} /></li>`)}</ul>`
           : html`<span class="muted">none</span>`}</td>
       </tr>`)}</tbody>
-    </table></div>` : null}`;
+    </table><//>` : null}`;
 }
 
 export function Resources({ org, route }) {

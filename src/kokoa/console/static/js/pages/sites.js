@@ -10,6 +10,7 @@ import { useConfirm } from "../components/dialog.js";
 import { EdgeCommands, EdgeSettings, useEdgeSettings } from "../components/edge.js";
 import { Failed, Loading, Online, PageHead, announce, useLoad } from "../components/status.js";
 import { LiveState, Tunnels } from "./dashboard.js";
+import { TableWrap } from "../components/table-wrap.js";
 
 const GRACE = [
   [0, "none: the old secret stops now"],
@@ -147,10 +148,10 @@ export function Sites({ org }) {
       ${sites.loading ? html`<${Loading} />` : null}
       ${sites.error ? html`<${Failed} error=${sites.error} />` : null}
       ${sites.data && !sites.data.length ? html`<p class="empty">No site yet: add one above.</p>` : null}
-      ${sites.data?.length ? html`<div class="table-wrap"><table>
+      ${sites.data?.length ? html`<${TableWrap} label="Sites"><table class="stack">
         <thead><tr><th scope="col">Site</th><th scope="col">State</th><th scope="col" class="hide-narrow">Tunnels</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
         <tbody>${sites.data.map((site) => html`<${SiteRow} key=${site.id} site=${site} live=${live[site.id]} actions=${actions} />`)}</tbody>
-      </table></div>` : null}
+      </table><//>` : null}
     </section>
     ${dialog}`;
 }
