@@ -35,7 +35,7 @@ def access(d: IdentityDeployment, context: BrowserContext) -> tuple[Page, dict]:
 
 def test_public_or_protected_and_grants(d: IdentityDeployment, access: tuple[Page, dict]) -> None:
     page, made = access
-    checked(page, "the access page", "access")
+    checked(page, "the access page")
     exposure = page.get_by_role("form", name="Public or protected")
     exposure.get_by_label("Public").check()
     exposure.get_by_role("button", name="Save").click()
@@ -115,7 +115,7 @@ def test_share_links_are_made_opened_counted_and_revoked(
     shown.get_by_role("button", name="Copy the share link").click()
     url = clipboard(page)
     assert url.startswith(d.url("app.localhost", "/.kokoa/share/"))
-    checked(page, "a new share link", "share-link")
+    checked(page, "a new share link")
 
     stranger = chromium.new_context()
     try:

@@ -31,7 +31,6 @@ from console_helpers import (
     clipboard,
     no_errors,
     run_copied_edge,
-    screenshot,
     watch_errors,
 )
 from cryptography import x509
@@ -195,5 +194,4 @@ def test_a_newcomers_first_hour(fresh: FreshDeployment, newcomer: BrowserContext
     expect(row).to_contain_text(EMAIL)
     expect(row).to_contain_text(f"127.0.0.1:{fresh.upstream_port}")
     check_accessibility(page, "the inspector after the first request")
-    screenshot(page, "first-hour-inspector")
     no_errors(page)  # no script error, no CSP violation, from the first page to the last

@@ -13,9 +13,16 @@ export function shellQuote(text) {
   return `'${text.replace(/'/g, `'"'"'`)}'`;
 }
 
+/**
+ * The first guess: the login host's name (it reaches this gateway) and the gateway's default tunnel
+ * ports. On a machine of one's own (login.localhost), the name the development certificate holds is
+ * localhost, and `make run` keeps the CA in ./data.
+ */
 export function defaultSettings() {
-  const host = location.hostname.includes(":") ? `[${location.hostname}]` : location.hostname;
-  return { tls: `tls:${host}:7443`, wss: `wss://${host}:7444/tunnel`, caFile: "ca.pem" };
+  const name = location.hostname;
+  const local = name === "localhost" || name.endsWith(".localhost");
+  const host = local ? "localhost" : name.includes(":") ? `[${name}]` : name;
+  return { tls: `tls:${host}:7443`, wss: `wss://${host}:7444/tunnel`, caFile: local ? "data/tls/ca.pem" : "ca.pem" };
 }
 
 export function useEdgeSettings() {

@@ -1,7 +1,7 @@
 // One resource: its settings (edit, disable, delete) and targets on the first tab, its access settings
 // on the second; the inspector is a link away.
-import { html, useEffect } from "../html.js";
-import { del, get, org as orgPath, patch } from "../api.js";
+import { html, useEffect, useState } from "../html.js";
+import { all, del, get, org as orgPath, patch } from "../api.js";
 import { go, href } from "../router.js";
 import { address } from "../format.js";
 import { Field, Form, useForm } from "../components/form.js";
@@ -57,25 +57,27 @@ function Tabs({ org, resource, tab }) {
 export function ResourcePage({ org, id, tab }) {
   const loaded = useLoad(() => get(orgPath(org.id, `/resources/${id}`)), [org.id, id]);
   const [dialog, ask] = useConfirm();
+  const [error, setError] = useState(null);
   const resource = loaded.data;
   if (loaded.loading) return html`<${Loading} />`;
   if (loaded.error) return html`<h1 tabindex="-1" id="page-title">Resource</h1><${Failed} error=${loaded.error} />`;
 
   async function remove() {
-    const [targets, grants, rules] = await Promise.all(["targets", "grants", "rules"].map((what) => get(orgPath(org.id, `/resources/${id}/${what}?limit=1000`))));
-    const yes = await ask({
-      title: `Delete ${resource.name}?`,
-      confirm: "Delete resource",
-      body: html`<p><code>${address(resource)}</code> stops answering at once.</p><p>Deleted with it: ${targets.items.length} target(s), ${grants.items.length} grant(s), ${rules.items.length} rule(s) and its share links.</p>`,
-    });
-    if (!yes) return;
+    setError(null);
     try {
+      const lists = ["targets", "grants", "rules"].map((what) => all(orgPath(org.id, `/resources/${id}/${what}`)));
+      const [targets, grants, rules] = await Promise.all(lists);
+      const yes = await ask({
+        title: `Delete ${resource.name}?`,
+        confirm: "Delete resource",
+        body: html`<p><code>${address(resource)}</code> stops answering at once.</p><p>Deleted with it: ${targets.length} target(s), ${grants.length} grant(s), ${rules.length} rule(s) and its share links.</p>`,
+      });
+      if (!yes) return;
       await del(orgPath(org.id, `/resources/${id}`));
       announce(`Resource ${resource.name} deleted.`);
       go(org.id, "resources");
-    } catch (error) {
-      loaded.set((r) => ({ ...r })); // keep the page
-      announce(error.message);
+    } catch (e) {
+      setError(e);
     }
   }
 
@@ -84,6 +86,7 @@ export function ResourcePage({ org, id, tab }) {
       <button type="button" class="danger" onClick=${remove}>Delete resource</button>
     <//>
     <p class="lead"><${Badge}>${resource.kind.toUpperCase()}<//> <code>${address(resource)}</code> <${AccessBadges} resource=${resource} />${resource.enabled ? null : html` <${Badge}>disabled<//>`}</p>
+    ${error ? html`<${Failed} error=${error} />` : null}
     <${Tabs} org=${org} resource=${resource} tab=${tab} />
     ${tab === "access"
       ? html`<${Access} org=${org} resource=${resource} saved=${loaded.set} />`
