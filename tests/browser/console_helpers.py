@@ -7,16 +7,28 @@ import os
 import re
 import shlex
 from pathlib import Path
+from typing import NoReturn
 
+import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import BrowserContext, Page, expect
 
 from e2e.harness import Process
 from e2e.test_identity_e2e import PASSWORD, IdentityDeployment
 
+#: Debian's Chromium, as the suite's conftest uses it (imported from there by name would be fragile:
+#: tests/conftest.py is a module called conftest too).
+CHROMIUM = "/usr/bin/chromium"
 #: axe-core impacts that fail a test (moderate and minor ones are reported by axe but tolerated).
 BLOCKING = ("serious", "critical")
 _axe = Axe()
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip: no browser here; but fail when CI says one must be (KOKOA_REQUIRE_BROWSER=1)."""
+    if os.environ.get("KOKOA_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (KOKOA_REQUIRE_BROWSER=1)", pytrace=False)
+    pytest.skip(reason)
 
 
 def owner(d: IdentityDeployment, email: str = "owner@example.com", role: str = "Owner") -> str:

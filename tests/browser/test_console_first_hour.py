@@ -27,17 +27,18 @@ from pathlib import Path
 
 import pytest
 from console_helpers import (
+    CHROMIUM,
     check_accessibility,
     clipboard,
     no_errors,
     run_copied_edge,
+    unavailable,
     watch_errors,
 )
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from playwright.sync_api import Browser, BrowserContext, Error, Page, Playwright, expect
 
-from conftest import CHROMIUM, unavailable
 from e2e.harness import KOKOA, Deployment, wait_for
 from e2e.test_http_resources import UPSTREAM, Command
 from kokoa.pki import ensure_dev_host_cert
