@@ -179,7 +179,8 @@ def test_a_password_reset_link_sets_a_new_password_once(d):
     done = browser.go(
         f"{d.login}/reset", "POST", {"csrf": csrf, "token": token, "password": "a brand new one"}
     )
-    assert done.status == 200 and email in done.text
+    assert done.status == 200 and 'name="kokoa-csrf"' in done.text  # the console, signed in
+    assert email in browser.go(f"{d.login}/account").text
     assert browser.go(link).status == 404  # used
     assert d.sign_in(d.browser(), d.url("app.localhost", "/"), email, "a brand new one").status == 200
     assert d.sign_in(d.browser(), d.url("app.localhost", "/"), email, PASSWORD).status == 401
