@@ -64,3 +64,12 @@ export function AccessBadges({ resource }) {
   return html`${resource.public ? html`<${Badge} kind="warn">public<//>` : html`<${Badge} kind="ok">protected<//>`}
     ${resource.has_password ? html` <${Badge}>password<//>` : null}${resource.has_pin ? html` <${Badge}>PIN<//>` : null}`;
 }
+
+/** Draw the component again every `ms` milliseconds (for "3 minutes ago" that must not go stale). */
+export function useTick(ms = 30_000) {
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    const timer = setInterval(() => setTick((n) => n + 1), ms);
+    return () => clearInterval(timer);
+  }, [ms]);
+}

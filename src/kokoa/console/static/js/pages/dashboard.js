@@ -5,7 +5,7 @@ import { href } from "../router.js";
 import { useOverview } from "../overview.js";
 import { STATE_TEXT } from "../events.js";
 import { address, ago, count, ms, when } from "../format.js";
-import { Failed, Health, Loading, Online, Outcome, PageHead, announce } from "../components/status.js";
+import { Failed, Health, Loading, Online, Outcome, PageHead, announce, useTick } from "../components/status.js";
 import { TableWrap } from "../components/table-wrap.js";
 
 function announceSite(name, data, before) {
@@ -86,6 +86,7 @@ function SignIns({ signins }) {
 
 export function Dashboard({ org }) {
   const { overview, state, error } = useOverview(org.id, announceSite);
+  useTick();
   return html`<${PageHead} title="Dashboard" />
     <${LiveState} state=${state} />
     ${error ? html`<${Failed} error=${error} />` : null}

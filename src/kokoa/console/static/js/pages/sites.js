@@ -8,7 +8,7 @@ import { Field, Form, useForm } from "../components/form.js";
 import { ShownOnce } from "../components/copy.js";
 import { useConfirm } from "../components/dialog.js";
 import { EdgeCommands, EdgeSettings, useEdgeSettings } from "../components/edge.js";
-import { Failed, Loading, Online, PageHead, announce, useLoad } from "../components/status.js";
+import { Failed, Loading, Online, PageHead, announce, useLoad, useTick } from "../components/status.js";
 import { LiveState, Tunnels } from "./dashboard.js";
 import { TableWrap } from "../components/table-wrap.js";
 
@@ -69,6 +69,7 @@ export function Sites({ org }) {
     }
   });
   const [settings, changeSettings] = useEdgeSettings();
+  useTick();
   const [secret, setSecret] = useState(null); // {site, secret, how}
   const [error, setError] = useState(null);
   const [dialog, ask] = useConfirm();
